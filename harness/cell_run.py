@@ -1,0 +1,159 @@
+"""Run one cell inside the executor process: build, compile, call, compare with the oracle, collect signals."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from harness.matrix import CUDAGRAPH_MODES, resolve_impl
+from harness.signals import SignalCollector, classify_exception, error_record
+
+STEADY_CALLS = 5
+
+
+def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """Execute the cell described by `spec` and return {status, error, signals}."""
+    import torch
+
+    cell, shape = spec["cell"], spec["shape"]
+    device = torch.device(cell["device"])
+    dtype = getattr(torch, cell["dtype"])
+    torch.manual_seed(spec["seed"])
+    collector = SignalCollector(cell)
+    signals: dict[str, Any] = {"calls": [], "max_rel_error": None}
+    try:
+        module, compiled = _build(spec, device, dtype)
+    except Exception as exc:  # noqa: BLE001 - a backend may raise anything; it is the cell's result
+        return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
+    with collector:
+        status, error = _call_all(spec, module, compiled, device, dtype, signals)
+        if status == "pass":
+            signals["steady_s"] = _steady_time(compiled, module, spec, device, dtype)
+            signals["ops"], signals["profiled_events"] = collector.profile(
+                lambda: compiled(*_inputs(spec, shape["tokens"][0], device, dtype, 0)))
+    signals.update(collector.result())
+    if signals.get("steady_s") is not None and signals["calls"]:
+        signals["compile_s"] = max(0.0, signals["calls"][0]["seconds"] - signals["steady_s"])
+    signals["degraded"] = _degradations(spec, signals)
+    return {"status": status, "error": error, "signals": signals}
+
+
+def _build(spec: dict[str, Any], device, dtype):
+    import torch
+
+    from backends.experts import make_experts
+
+    cell, shape = spec["cell"], spec["shape"]
+    fn = resolve_impl(spec["impl"])
+    module = make_experts(shape["experts"], shape["hidden"], shape["intermediate"], layout=cell["layout"],
+                          dtype=dtype, device=device, seed=spec["seed"])
+
+    def forward(hidden_states, top_k_index, top_k_weights):
+        return fn(module, hidden_states, top_k_index, top_k_weights)
+
+    if cell["mode"] == "uncompiled":
+        return module, forward
+    mode = None if cell["mode"] == "default" else cell["mode"]
+    return module, torch.compile(forward, mode=mode, fullgraph=bool(cell["fullgraph"]))
+
+
+def _inputs(spec: dict[str, Any], tokens: int, device, dtype, call: int):
+    """Fresh random inputs for one call: never zeros, routing as the shape says, seeded per cell and call."""
+    import torch
+
+    shape = spec["shape"]
+    gen = torch.Generator().manual_seed(spec["seed"] * 1000 + call)
+    hidden = torch.randn(tokens, shape["hidden"], generator=gen)
+    experts, top_k = shape["experts"], shape["top_k"]
+    scores = torch.rand(tokens, experts, generator=gen)
+    if shape["routing"] == "skewed":
+        # Most tokens go to the first experts; the last expert never gets a token.
+        scores = scores + torch.linspace(1.0, 0.0, experts)
+        scores[:, -1] = -1.0
+    top_k_index = scores.topk(top_k, dim=-1).indices
+    top_k_weights = torch.softmax(torch.randn(tokens, top_k, generator=gen), dim=-1)
+    return hidden.to(device, dtype), top_k_index.to(device), top_k_weights.to(device, dtype)
+
+
+def _call_all(spec, module, compiled, device, dtype, signals):
+    """Call once per token count with fresh inputs; stop at the first error; track error vs the oracle."""
+    from backends.oracle import oracle_forward
+
+    tolerance = spec["tolerance"]
+    compiling = spec["cell"]["mode"] != "uncompiled"
+    worst = 0.0
+    for call, tokens in enumerate(spec["shape"]["tokens"]):
+        args = _inputs(spec, tokens, device, dtype, call)
+        start = time.perf_counter()
+        try:
+            out = compiled(*args)
+            _sync(device)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
+            return classify_exception(exc, compiling), error_record(exc, f"call {call} ({tokens} tokens)")
+        seconds = time.perf_counter() - start
+        problem, rel = _compare(out, oracle_forward(module, *args), tokens, spec["shape"]["hidden"], dtype)
+        signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel})
+        if rel is not None:
+            worst = max(worst, rel)
+        signals["max_rel_error"] = worst
+        if problem:
+            return "mismatch", {"type": "Mismatch", "message": f"call {call} ({tokens} tokens): {problem}",
+                                "phase": f"call {call}"}
+        if rel > tolerance:
+            return "mismatch", {"type": "Mismatch",
+                                "message": f"call {call} ({tokens} tokens): max relative error {rel:.3g} "
+                                           f"> tolerance {tolerance:g}", "phase": f"call {call}"}
+    return "pass", None
+
+
+def _compare(out, ref, tokens: int, hidden: int, dtype):
+    """(problem, relative error): max|out - ref| / max|ref|, or a problem with the output itself."""
+    import torch
+
+    if not isinstance(out, torch.Tensor):
+        return f"returned {type(out).__name__}, not a tensor", None
+    if tuple(out.shape) != (tokens, hidden):
+        return f"output shape {tuple(out.shape)}, expected {(tokens, hidden)}", None
+    if out.dtype != dtype:
+        return f"output dtype {out.dtype}, expected {dtype}", None
+    out64 = out.detach().to("cpu", torch.float64)
+    ref64 = ref.detach().to("cpu", torch.float64)
+    if not torch.isfinite(out64).all():
+        return "output has NaN or Inf", None
+    scale = ref64.abs().max().item() or 1.0
+    return None, (out64 - ref64).abs().max().item() / scale
+
+
+def _steady_time(compiled, module, spec, device, dtype) -> float:
+    """Median wall time of a few calls after warm-up, same inputs (the compiled graph is already built)."""
+    args = _inputs(spec, spec["shape"]["tokens"][0], device, dtype, 0)
+    times = []
+    for _ in range(STEADY_CALLS):
+        start = time.perf_counter()
+        compiled(*args)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _degradations(spec: dict[str, Any], signals: dict[str, Any]) -> list[str]:
+    """Ways a passing cell is not a clean pass: recompile storms, CUDA graphs skipped in a CUDA-graph mode."""
+    cell = spec["cell"]
+    found = []
+    if signals.get("recompiles", 0) > spec["max_recompiles"]:
+        found.append(f"recompile_storm: {signals['recompiles']} recompiles > {spec['max_recompiles']}")
+    if cell["mode"] in CUDAGRAPH_MODES and cell["device"] == "cuda":
+        if signals.get("cudagraph_skips"):
+            found.append("cudagraphs_skipped: " + "; ".join(signals.get("cudagraph_skip_reasons") or ["(no reason)"]))
+        elif signals.get("ops") is not None and not signals.get("cudagraph_launches"):
+            found.append("cudagraphs_not_launched: no cudaGraphLaunch in the profiled call")
+    return found

@@ -1,0 +1,78 @@
+"""Expand a Matrix into cells (one per pytest item) and attach each cell's expectation."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness.matrix import AXES, Matrix, Rule
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the documentation (as encoded in matrix.yaml) says a cell should do."""
+
+    expect: str  # "pass" | "fail"
+    statuses: tuple[str, ...] | None = None
+    error_match: str | None = None
+    reason: str = "default: expected to work (docs: all three backends support torch.compile)"
+    rule_line: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `expected` field of results.json."""
+        return {"outcome": self.expect, "statuses": list(self.statuses) if self.statuses else None,
+                "error_match": self.error_match, "reason": self.reason, "rule_line": self.rule_line}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix: a backend run in one compile mode, dtype, fullgraph, device, shape, layout."""
+
+    source: str
+    backend: str
+    mode: str
+    dtype: str
+    fullgraph: bool | None  # None for `uncompiled`, where fullgraph means nothing
+    device: str
+    shape: str
+    layout: str = "default"
+
+    @property
+    def id(self) -> str:
+        """Readable pytest id, e.g. reference-grouped_mm-default-bfloat16-fullgraph-cpu-prefill."""
+        parts = [self.source, self.backend, self.mode, self.dtype]
+        if self.fullgraph is not None:
+            parts.append("fullgraph" if self.fullgraph else "breaks-allowed")
+        parts += [self.device, self.shape]
+        if self.layout != "default":
+            parts.append(self.layout)
+        return "-".join(parts)
+
+    def axis_values(self) -> dict[str, Any]:
+        """The cell's value on every axis a rule can name."""
+        return asdict(self)
+
+
+def expand_cells(matrix: Matrix) -> list[Cell]:
+    """Every cell of the matrix in a stable order (backends in file order, then the axes)."""
+    cells = []
+    for backend in matrix.backends.values():
+        for mode, dtype, fullgraph, device, shape, layout in itertools.product(
+                *(matrix.axes[axis] for axis in AXES)):
+            if mode == "uncompiled":
+                if fullgraph != matrix.axes["fullgraph"][0]:
+                    continue  # one control cell, not one per fullgraph value
+                fullgraph = None
+            cells.append(Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout))
+    return cells
+
+
+def expectation_for(cell: Cell, rules: tuple[Rule, ...]) -> Expectation:
+    """The most specific matching rule's claim, or the default `pass` (ties were rejected at load time)."""
+    values = cell.axis_values()
+    matching = [rule for rule in rules if rule.matches(values)]
+    if not matching:
+        return Expectation("pass")
+    best = max(matching, key=lambda rule: rule.specificity)  # max keeps the first of equals: file order
+    return Expectation(best.expect, best.statuses, best.error_match, best.reason, best.line)

@@ -1,0 +1,88 @@
+"""Describe the environment a run happened in: versions, device, compute capability, harness commit."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def collect(devices: tuple[str, ...] = ("cpu", "cuda")) -> dict[str, Any]:
+    """The `environment` block of results.json."""
+    import torch
+
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "harness_git_sha": _git_sha(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if "cuda" in devices and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env.update({
+            "device_name": props.name,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "cuda": torch.version.cuda,
+            "gpu_count": torch.cuda.device_count(),
+            "driver": _nvidia_driver(),
+        })
+    else:
+        env.update({"device_name": _cpu_name(), "compute_capability": None})
+    return env
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA device."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", _REPO_ROOT, "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=False)
+        sha = out.stdout.strip()
+        if not sha:
+            return None
+        dirty = subprocess.run(["git", "-C", _REPO_ROOT, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=False)
+        return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or sys.platform

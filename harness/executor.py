@@ -1,0 +1,152 @@
+"""A long-lived child process that runs cells one at a time, so a crash or hang costs one cell, not the run.
+
+The parent talks to it with JSON lines over pipes. The child is started in its own process group, so a
+timeout kills it with everything it spawned (inductor compile workers included), and it is replaced on the
+next cell. A cell that leaves threads or processes behind also gets the child replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+_READY_TIMEOUT_S = 300
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Executor:
+    """Parent-side handle: `run(spec, time_limit)` returns an outcome dict, whatever happens in the child."""
+
+    def __init__(self, log_dir: str, name: str, threads: int | None = None):
+        self.log_dir, self.name, self.threads = log_dir, name, threads
+        self._proc: subprocess.Popen | None = None
+        self._log_path = ""
+        self._starts = 0
+
+    def run(self, spec: dict[str, Any], time_limit_s: float) -> dict[str, Any]:
+        """Run one cell in the child and return {status, error, signals}; crash/timeout become statuses."""
+        try:
+            self._ensure_started()
+        except _ChildFailed as exc:
+            return _failure("crash", "ExecutorStartFailed", str(exc))
+        log_offset = os.path.getsize(self._log_path)
+        self._send(spec)
+        started = time.monotonic()
+        line = self._read_line(time_limit_s)
+        if line is None:
+            elapsed = time.monotonic() - started
+            self.close()
+            return _failure("timeout", "Timeout", f"no result after {elapsed:.0f}s (time limit {time_limit_s:g}s); "
+                                                  "the cell's process group was killed")
+        if line == b"":
+            code = self._proc.wait(timeout=30)
+            tail = _crash_excerpt(self._log_path, log_offset)
+            self._proc = None
+            return _failure("crash", "Crash", f"executor died: {_describe_exit(code)}" + (f"; {tail}" if tail else ""))
+        outcome = json.loads(line)
+        if outcome.pop("recycle", None):
+            self.close()
+        return outcome
+
+    def close(self) -> None:
+        """Kill the child and its process group (idempotent)."""
+        if self._proc is None:
+            return
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self._proc.stdin, self._proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._proc = None
+
+    def _ensure_started(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self._starts += 1
+        os.makedirs(self.log_dir, exist_ok=True)
+        self._log_path = os.path.join(self.log_dir, f"executor-{self.name}-{self._starts}.log")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
+        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no compile-worker pool per executor
+        env["PYTHONFAULTHANDLER"] = "1"  # a segfault prints a Python traceback into the log
+        if self.threads:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        with open(self._log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.executor_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, env=env, start_new_session=True, cwd=os.getcwd())
+        line = self._read_line(_READY_TIMEOUT_S)
+        if not line or json.loads(line).get("ready") is not True:
+            self.close()
+            raise _ChildFailed(f"executor did not start; see {self._log_path}: "
+                               f"{_crash_excerpt(self._log_path, 0)}")
+
+    def _send(self, spec: dict[str, Any]) -> None:
+        self._proc.stdin.write(json.dumps(spec).encode() + b"\n")
+        self._proc.stdin.flush()
+
+    def _read_line(self, timeout_s: float) -> bytes | None:
+        """One protocol line; b'' when the child died, None on timeout."""
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        buffer = b""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b""
+            buffer += chunk
+            if buffer.endswith(b"\n"):
+                return buffer
+
+
+class _ChildFailed(Exception):
+    pass
+
+
+def _failure(status: str, kind: str, message: str) -> dict[str, Any]:
+    return {"status": status, "error": {"type": kind, "message": message, "phase": "executor"}, "signals": {}}
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _crash_excerpt(log_path: str, offset: int) -> str:
+    """The most telling lines the child wrote after `offset`: a fatal error and where it happened."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("Fatal Python error", "terminate called", "Killed"))
+             or "Error" in line.split(":")[0]]
+    where = [line for line in lines if line.startswith('File "')]
+    picked = (fatal[:1] + where[:1]) or lines[-2:]
+    return " | ".join(picked)[:500]

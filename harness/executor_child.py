@@ -1,0 +1,46 @@
+"""Entry point of the executor process: read cell specs as JSON lines, answer outcomes as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    """Serve cells until stdin closes; the protocol uses a private copy of stdout, prints go to the log."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything a backend or torch prints ends up in the executor log, not in the protocol
+    sys.stdout = sys.stderr
+    from harness import isolation
+    from harness.cell_run import run_cell
+    from harness.signals import enable_logs
+
+    _warm_up()
+    enable_logs()
+    baseline = isolation.snapshot()
+    protocol.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        spec = json.loads(line)
+        outcome = run_cell(spec)
+        leaked = isolation.restore(baseline)
+        stuck = isolation.unrecoverable(baseline)
+        if leaked or stuck:
+            outcome.setdefault("signals", {})["leaked_state"] = leaked + stuck
+        outcome["recycle"] = bool(stuck)
+        protocol.write(json.dumps(outcome, default=str) + "\n")
+
+
+def _warm_up() -> None:
+    """Import and exercise torch.compile once, so lazily started threads are not blamed on the first cell."""
+    import torch
+
+    import backends  # noqa: F401 - registers the reference custom ops before the baseline snapshot
+
+    compiled = torch.compile(lambda x: torch.nn.functional.silu(x) * 2.0)
+    compiled(torch.randn(4, 4))
+    torch._dynamo.reset()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""results.json: written atomically after every cell, so an interrupted run keeps its work; read back strictly."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections import Counter
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.verdict import Status, Verdict
+
+SCHEMA_VERSION = 1
+CELL_FIELDS = ("id", "source", "backend", "mode", "dtype", "fullgraph", "device", "shape", "status", "expected",
+               "verdict", "error", "signals")
+
+
+class ResultsWriter:
+    """Accumulates cell records and rewrites `<out>/results.json` (temp file + rename) after each one."""
+
+    def __init__(self, out_dir: str, environment: dict[str, Any], meta: dict[str, Any]):
+        os.makedirs(out_dir, exist_ok=True)
+        self.path = os.path.join(out_dir, "results.json")
+        self.environment, self.meta = environment, meta
+        self.cells: dict[str, dict[str, Any]] = {}
+        self.started = _now()
+        self.write(complete=False)
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Record one finished cell and persist."""
+        self.cells[record["id"]] = record
+        self.write(complete=False)
+
+    def write(self, *, complete: bool, interrupted: bool = False) -> None:
+        """Persist the document; `complete` is true only once every selected cell has finished."""
+        cells = [self.cells[key] for key in sorted(self.cells)]
+        doc = {
+            "schema": SCHEMA_VERSION,
+            "complete": complete,
+            "interrupted": interrupted,
+            "started": self.started,
+            "updated": _now(),
+            **self.meta,
+            "environment": self.environment,
+            "summary": summarize(cells),
+            "cells": cells,
+        }
+        atomic_write_json(self.path, doc)
+
+
+def summarize(cells: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Counts per status and per verdict, every value of the vocabulary listed (zeros included)."""
+    statuses = Counter(cell["status"] for cell in cells)
+    verdicts = Counter(cell["verdict"] for cell in cells)
+    return {"status": {s.value: statuses.get(s.value, 0) for s in Status},
+            "verdict": {v.value: verdicts.get(v.value, 0) for v in Verdict},
+            "total": len(cells)}
+
+
+def atomic_write_json(path: str, doc: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then rename over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_results(path: str) -> dict[str, Any]:
+    """Load and check a results file; any problem is a HarnessError naming the file and what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except OSError as exc:
+        raise HarnessError(f"cannot read results: {exc.strerror}", file=path) from None
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"not valid JSON (truncated or corrupt?): {exc.msg} at column {exc.colno}",
+                           file=path, line=exc.lineno) from None
+    if not isinstance(doc, dict):
+        raise HarnessError("a results file is a JSON object", file=path)
+    schema = doc.get("schema")
+    if not isinstance(schema, int):
+        raise HarnessError("missing or invalid schema version", file=path, key="schema")
+    if schema > SCHEMA_VERSION:
+        raise HarnessError(f"written by a newer harness (schema {schema}); this one reads schema "
+                           f"{SCHEMA_VERSION}: upgrade the harness", file=path, key="schema")
+    if schema < SCHEMA_VERSION:
+        raise HarnessError(f"schema {schema} is no longer supported", file=path, key="schema")
+    for key in ("environment", "cells"):
+        if key not in doc:
+            raise HarnessError("missing field", file=path, key=key)
+    if not isinstance(doc["cells"], list):
+        raise HarnessError("must be a list", file=path, key="cells")
+    statuses, verdicts = {s.value for s in Status}, {v.value for v in Verdict}
+    for i, cell in enumerate(doc["cells"]):
+        if not isinstance(cell, dict):
+            raise HarnessError("must be an object", file=path, key=f"cells[{i}]")
+        for field in CELL_FIELDS:
+            if field not in cell:
+                raise HarnessError("missing field", file=path, key=f"cells[{i}].{field}")
+        if cell["status"] not in statuses:
+            raise HarnessError(f"unknown status {cell['status']!r}", file=path, key=f"cells[{i}].status",
+                               allowed=", ".join(sorted(statuses)))
+        if cell["verdict"] not in verdicts:
+            raise HarnessError(f"unknown verdict {cell['verdict']!r}", file=path, key=f"cells[{i}].verdict",
+                               allowed=", ".join(sorted(verdicts)))
+    return doc
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

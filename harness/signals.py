@@ -1,0 +1,140 @@
+"""What a cell reveals besides its status: graph breaks, recompiles, CUDA-graph skips, which ops ran."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Callable
+
+_RECOMPILES_LOGGER = "torch._dynamo.guards.__recompiles"
+_CUDAGRAPHS_LOGGER = "torch._inductor.cudagraph_utils.__cudagraphs"
+_INTERESTING_OP = re.compile(r"grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch")
+MAX_REASONS = 10
+
+
+class _Collect(logging.Handler):
+    """Keeps the first line of every record that passes the filter."""
+
+    def __init__(self, needle: str | None = None):
+        super().__init__(logging.DEBUG)
+        self.needle = needle
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log record must not fail the cell
+            return
+        if self.needle is None or self.needle in message:
+            self.lines.append(_first_line(message))
+
+
+def enable_logs() -> None:
+    """Turn on the torch log artifacts the collector listens to (once per executor process)."""
+    import torch._logging
+
+    torch._logging.set_logs(recompiles=True, cudagraphs=True)
+    for name in (_RECOMPILES_LOGGER, _CUDAGRAPHS_LOGGER):
+        logging.getLogger(name).propagate = False  # keep them out of the executor log's noise
+
+
+class SignalCollector:
+    """Context manager that resets dynamo counters and gathers the signals of one cell."""
+
+    def __init__(self, cell: dict[str, Any]):
+        self.cell = cell
+        self._recompiles = _Collect()
+        self._cudagraph_skips = _Collect("skipping cudagraphs")
+        self._events: list[str] = []
+
+    def __enter__(self) -> "SignalCollector":
+        import torch
+        from torch._dynamo.utils import counters
+
+        torch._dynamo.reset()
+        counters.clear()
+        logging.getLogger(_RECOMPILES_LOGGER).addHandler(self._recompiles)
+        logging.getLogger(_CUDAGRAPHS_LOGGER).addHandler(self._cudagraph_skips)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        from torch._dynamo.utils import counters
+
+        logging.getLogger(_RECOMPILES_LOGGER).removeHandler(self._recompiles)
+        logging.getLogger(_CUDAGRAPHS_LOGGER).removeHandler(self._cudagraph_skips)
+        self._counters = {group: dict(values) for group, values in counters.items()}
+
+    def profile(self, call: Callable[[], Any]) -> tuple[list[str], int]:
+        """Run `call` once under the profiler; return the interesting op names seen and the event count."""
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU]
+        if self.cell["device"] == "cuda":
+            activities.append(ProfilerActivity.CUDA)
+        with profile(activities=activities) as prof:
+            call()
+            if self.cell["device"] == "cuda":
+                torch.cuda.synchronize()
+        names = [event.name for event in prof.events()]
+        self._events = names
+        return sorted({name for name in names if _INTERESTING_OP.search(name)}), len(names)
+
+    def result(self) -> dict[str, Any]:
+        """The signals dict stored in results.json."""
+        counters = getattr(self, "_counters", {})
+        breaks = counters.get("graph_break", {})
+        skips = counters.get("inductor", {}).get("cudagraph_skips", 0)
+        return {
+            "graph_breaks": sum(breaks.values()),
+            "graph_break_reasons": sorted({_first_line(reason) for reason in breaks})[:MAX_REASONS],
+            "recompiles": len(self._recompiles.lines),
+            "recompile_reasons": self._recompiles.lines[:MAX_REASONS],
+            "unique_graphs": counters.get("stats", {}).get("unique_graphs", 0),
+            "cudagraph_skips": skips,
+            "cudagraph_skip_reasons": self._cudagraph_skips.lines[:MAX_REASONS],
+            "cudagraph_launches": sum("cudaGraphLaunch" in name for name in self._events),
+            "grouped_mm_path": grouped_mm_path(self._events),
+        }
+
+
+def grouped_mm_path(event_names: list[str]) -> str | None:
+    """`fallback` if a grouped_mm_fallback op ran, `native` if a native grouped_mm ran, else None."""
+    if any("grouped_mm_fallback" in name for name in event_names):
+        return "fallback"
+    if any("grouped_mm" in name for name in event_names):
+        return "native"
+    return None
+
+
+def classify_exception(exc: BaseException, compiling: bool) -> str:
+    """compile_error for what dynamo/inductor raise while tracing or compiling, else runtime_error."""
+    if not compiling:
+        return "runtime_error"
+    from torch._dynamo.exc import TorchDynamoException
+
+    # Dynamo wraps every tracing/lowering failure (Unsupported, UserError, BackendCompilerFailed,
+    # TorchRuntimeError from fake-tensor propagation); a kernel failing inside a compiled graph is not wrapped.
+    return "compile_error" if isinstance(exc, TorchDynamoException) else "runtime_error"
+
+
+def error_record(exc: BaseException, phase: str) -> dict[str, Any]:
+    """{type, message, phase, detail}: the exception's qualified type, first message line, a short excerpt."""
+    text = str(exc)
+    inner = getattr(exc, "inner_exception", None) or exc.__cause__
+    record = {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "message": _first_line(text) or type(exc).__name__,
+        "phase": phase,
+        "detail": "\n".join(line for line in text.splitlines() if line.strip())[:2000],
+    }
+    if inner is not None and inner is not exc:
+        record["cause"] = f"{type(inner).__name__}: {_first_line(str(inner))}"
+    return record
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:500]
+    return ""

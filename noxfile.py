@@ -1,0 +1,37 @@
+"""nox sessions: the compile matrix and the harness's own tests, in pip-based virtualenvs."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"  # pip: uv ignores the local torch wheel
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# torch is a session parameter: HARNESS_TORCH=2.14.1 (or "2.13.0,2.14.1") picks others, each in its own venv.
+TORCH_VERSIONS = os.environ.get("HARNESS_TORCH", "2.13.0").split(",")
+# The transformers that the GPU machine has, so CPU and GPU results compare like with like.
+TRANSFORMERS = os.environ.get("HARNESS_TRANSFORMERS", "transformers==5.17.0")
+
+
+def _install(session: nox.Session, torch: str) -> None:
+    session.install(f"torch=={torch}")
+    session.install(TRANSFORMERS, "-e", ".")
+
+
+@nox.session
+@nox.parametrize("torch", TORCH_VERSIONS)
+def compile_matrix(session: nox.Session, torch: str) -> None:
+    """Run the compile matrix; arguments after -- go to `python -m harness run`."""
+    _install(session, torch)
+    session.run("python", "-m", "harness", "run", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("torch", TORCH_VERSIONS)
+def tests(session: nox.Session, torch: str) -> None:
+    """Run the harness's own test suite; arguments after -- go to pytest."""
+    _install(session, torch)
+    session.run("python", "-m", "pytest", "-n", "2", *session.posargs)
