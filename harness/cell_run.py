@@ -26,7 +26,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         module, compiled = _build(spec, device, dtype)
     except Exception as exc:  # noqa: BLE001 - a backend may raise anything; it is the cell's result
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
-    with collector:
+    # Inference cells: no autograd graph, as in generate(); training is a separate phase.
+    with collector, torch.no_grad():
         status, error = _call_all(spec, module, compiled, device, dtype, signals)
         if status == "pass":
             signals["steady_s"] = _steady_time(compiled, module, spec, device, dtype)

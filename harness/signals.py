@@ -122,9 +122,12 @@ def error_record(exc: BaseException, phase: str) -> dict[str, Any]:
     """{type, message, phase, detail}: the exception's qualified type, first message line, a short excerpt."""
     text = str(exc)
     inner = getattr(exc, "inner_exception", None) or exc.__cause__
+    message = _first_line(text) or type(exc).__name__
+    if message.endswith("raised:") and inner is not None:  # BackendCompilerFailed: the inner error says why
+        message = f"{message} {type(inner).__name__}: {_first_line(str(inner))}"
     record = {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-        "message": _first_line(text) or type(exc).__name__,
+        "message": message,
         "phase": phase,
         "detail": "\n".join(line for line in text.splitlines() if line.strip())[:2000],
     }

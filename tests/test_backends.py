@@ -15,6 +15,7 @@ except ImportError:  # plain `pytest` from elsewhere: make the repository root i
     import backends
 
 from backends import (
+    FALLBACK_OP,
     LAYOUTS,
     REFERENCE_BACKENDS,
     choose_grouped_mm_path,
@@ -263,6 +264,54 @@ def test_choose_path_falls_back_where_native_cannot_run():
     if native_grouped_mm_available():
         assert choose_grouped_mm_path(x, w[:, :, :15]) == "native"  # a view keeping 64-byte rows is fine
         assert choose_grouped_mm_path(x, w.transpose(1, 2).contiguous().transpose(1, 2)) == "native"
+
+
+def _unaligned_copy(t):
+    """Return a copy of t whose data_ptr is 4 bytes past a 16-byte boundary (like a memory-mapped checkpoint)."""
+    storage = torch.empty(t.numel() + 4, dtype=t.dtype)
+    offset = next(i for i in range(4) if (storage.data_ptr() + i * t.element_size()) % 16 == 4)
+    return storage[offset : offset + t.numel()].view_as(t).copy_(t)
+
+
+@pytest.mark.parametrize(
+    "release, aligned, expected",
+    [
+        ((2, 8, 0), True, "fallback"),  # no CPU kernel at all
+        ((2, 10, 0), True, "native"),
+        ((2, 10, 0), False, "fallback"),  # CPU kernel needs 16-byte aligned data on torch <= 2.10
+        ((2, 11, 0), False, "native"),
+    ],
+    ids=["torch2.8", "torch2.10-aligned", "torch2.10-unaligned", "torch2.11-unaligned"],
+)
+def test_choose_path_cpu_version_rules(release, aligned, expected, monkeypatch):
+    if not native_grouped_mm_available():
+        pytest.skip("no native grouped_mm in this torch")
+    monkeypatch.setattr(backends.grouped, "_torch_release", lambda: release)
+    x, w, _ = _grouped_operands()
+    if not aligned:
+        w = _unaligned_copy(w)
+        assert w.data_ptr() % 16 != 0
+    assert choose_grouped_mm_path(x, w) == expected
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
+def test_grouped_mm_without_native_op(dtype, monkeypatch):
+    # An old torch without either op: every call, eager or compiled, must take the fallback.
+    monkeypatch.delattr(torch.nn.functional, "grouped_mm", raising=False)
+    monkeypatch.delattr(torch, "_grouped_mm", raising=False)
+    assert not native_grouped_mm_available()
+    module, hidden, index, weights, _ = _inputs("skewed_T16_E8", dtype, "gpt_oss")
+    y, names = _profiled_names(REFERENCE_BACKENDS["grouped_mm"], module, hidden, index, weights)
+    assert FALLBACK_OP in names and "aten::_grouped_mm" not in names
+    assert _rel_err(y, oracle_forward(module, hidden, index, weights)) <= TOLERANCE[dtype]
+
+
+@pytest.mark.skipif(not native_grouped_mm_available(), reason="no native grouped_mm in this torch")
+def test_eager_mode_fp32_grouped_mm_runs_native():
+    # Outside torch.compile, float32 is fine for the native kernel (on CPU with torch > 2.8).
+    module, hidden, index, weights, _ = _inputs("T9_E6", torch.float32)
+    _, names = _profiled_names(REFERENCE_BACKENDS["grouped_mm"], module, hidden, index, weights)
+    assert "aten::_grouped_mm" in names and FALLBACK_OP not in names
 
 
 # --- torch.compile ------------------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Cell expansion, rule combination (most specific wins) and the verdict table."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cells import Cell, Expectation, expand_cells, expectation_for
+from harness.matrix import load_matrix
+from harness.verdict import Status, Verdict, judge
+from tests.conftest import fixture_backend, matrix_doc
+
+BACKENDS = {"healthy": fixture_backend("healthy"), "other": fixture_backend("graph_break")}
+
+
+def _matrix(tmp_matrix, rules, **axes):
+    return load_matrix(str(tmp_matrix(matrix_doc(BACKENDS, axes=axes, expectations=rules))))
+
+
+def test_ids_are_readable_and_uncompiled_is_one_cell(tmp_matrix):
+    matrix = _matrix(tmp_matrix, [], mode=["uncompiled", "max-autotune-no-cudagraphs"])
+    ids = [cell.id for cell in expand_cells(matrix)]
+    assert ids == [
+        "user-healthy-uncompiled-float32-cpu-prefill",
+        "user-healthy-max-autotune-no-cudagraphs-float32-fullgraph-cpu-prefill",
+        "user-healthy-max-autotune-no-cudagraphs-float32-breaks-allowed-cpu-prefill",
+        "user-other-uncompiled-float32-cpu-prefill",
+        "user-other-max-autotune-no-cudagraphs-float32-fullgraph-cpu-prefill",
+        "user-other-max-autotune-no-cudagraphs-float32-breaks-allowed-cpu-prefill",
+    ]
+    assert len(set(ids)) == len(ids)
+
+
+def test_layout_appears_in_the_id_only_when_not_default():
+    cell = Cell("reference", "grouped_mm", "default", "bfloat16", True, "cpu", "prefill", "gpt_oss")
+    assert cell.id == "reference-grouped_mm-default-bfloat16-fullgraph-cpu-prefill-gpt_oss"
+
+
+def test_default_expectation_is_pass(tmp_matrix):
+    matrix = _matrix(tmp_matrix, [])
+    assert {expectation_for(c, matrix.rules).expect for c in expand_cells(matrix)} == {"pass"}
+
+
+def test_most_specific_rule_wins_whatever_the_file_order(tmp_matrix):
+    rules = [{"match": {"backend": "other", "fullgraph": True}, "expect": "pass", "reason": "specific"},
+             {"match": {"backend": "other"}, "expect": "fail", "reason": "broad"}]
+    matrix = _matrix(tmp_matrix, rules)
+    by_id = {c.id: expectation_for(c, matrix.rules) for c in expand_cells(matrix)}
+    assert by_id["user-other-default-float32-fullgraph-cpu-prefill"].reason == "specific"
+    assert by_id["user-other-default-float32-breaks-allowed-cpu-prefill"].reason == "broad"
+    assert by_id["user-healthy-default-float32-fullgraph-cpu-prefill"].expect == "pass"
+
+
+def test_equally_specific_rules_that_agree_are_fine_first_in_file_gives_the_reason(tmp_matrix):
+    rules = [{"match": {"mode": "default"}, "expect": "fail", "reason": "first"},
+             {"match": {"dtype": "float32"}, "expect": "fail", "reason": "second"}]
+    matrix = _matrix(tmp_matrix, rules)
+    cell = next(c for c in expand_cells(matrix) if c.mode == "default")
+    assert expectation_for(cell, matrix.rules).reason == "first"
+
+
+PASS, FAIL = Expectation("pass"), Expectation("fail", reason="docs say so")
+
+
+@pytest.mark.parametrize("expected, status, text, verdict", [
+    (PASS, Status.PASS, "", Verdict.OK),
+    (PASS, Status.COMPILE_ERROR, "", Verdict.REGRESSION),
+    (PASS, Status.RUNTIME_ERROR, "", Verdict.REGRESSION),
+    (PASS, Status.MISMATCH, "", Verdict.REGRESSION),
+    (PASS, Status.CRASH, "", Verdict.REGRESSION),
+    (PASS, Status.TIMEOUT, "", Verdict.REGRESSION),
+    (PASS, Status.SKIPPED, "", Verdict.NOT_APPLICABLE),
+    (FAIL, Status.PASS, "", Verdict.UNEXPECTED_PASS),
+    (FAIL, Status.COMPILE_ERROR, "", Verdict.OK),
+    (FAIL, Status.CRASH, "", Verdict.OK),
+    (FAIL, Status.SKIPPED, "", Verdict.NOT_APPLICABLE),
+    (Expectation("fail", ("compile_error",)), Status.MISMATCH, "", Verdict.REGRESSION),
+    (Expectation("fail", ("compile_error",), "data-dependent"), Status.COMPILE_ERROR, "x: data-dependent op",
+     Verdict.OK),
+    (Expectation("fail", ("compile_error",), "data-dependent"), Status.COMPILE_ERROR, "x: out of memory",
+     Verdict.REGRESSION),
+], ids=lambda v: getattr(v, "value", None) or getattr(v, "expect", None) or None)
+def test_verdict_table(expected, status, text, verdict):
+    judgement = judge(expected, status, text)
+    assert judgement.verdict is verdict
+    assert judgement.reason
