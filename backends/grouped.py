@@ -59,13 +59,14 @@ def choose_grouped_mm_path(input: torch.Tensor, weight: torch.Tensor) -> str:
 
     Depends only on the tensors' dtype/device/layout, the torch version, the CUDA capability and
     whether torch.compile is tracing. The rules are transformers' `_can_use_grouped_mm`
-    (transformers/integrations/moe.py), in the same order:
+    (transformers/integrations/moe.py):
 
     * no native op in this torch build                              -> fallback
     * TPU: native for every dtype, eager or compiled                -> native
     * tracing under torch.compile and weight dtype is not bfloat16   -> fallback
       (the op's meta/fake kernel only accepts bf16, so dynamo cannot trace it)
     * CPU, torch <= 2.10 and input/weight data_ptr not 16-byte aligned -> fallback
+      (not checked while tracing: fake tensors have no data pointer, so alignment is assumed)
     * CPU, torch <= 2.8 (no CPU kernel at all)                        -> fallback
     * CUDA: F.grouped_mm needs SM80+; torch._grouped_mm needs SM80+ on torch >= 2.9, SM90 only before
 
@@ -87,7 +88,10 @@ def choose_grouped_mm_path(input: torch.Tensor, weight: torch.Tensor) -> str:
         return "fallback"
     if device.type == "cpu":
         release = _torch_release()
-        if release <= (2, 10, 0) and (weight.data_ptr() % 16 != 0 or input.data_ptr() % 16 != 0):
+        # Fake tensors have no data pointer (dynamo cannot trace data_ptr()), so while tracing the
+        # alignment is assumed: tensors torch allocates are aligned, only memory-mapped weights may not be.
+        unaligned = not torch.compiler.is_compiling() and (weight.data_ptr() % 16 != 0 or input.data_ptr() % 16 != 0)
+        if release <= (2, 10, 0) and unaligned:
             return "fallback"
         if release <= (2, 8, 0):
             return "fallback"

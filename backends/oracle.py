@@ -11,11 +11,14 @@ standard gate (`backends.experts.Experts._apply_gate` or transformers' `_default
 a model-specific `_apply_gate` (e.g. GPT-OSS's clamped SwiGLU) is called as the module defines it.
 """
 
+import functools
+
 import torch
 
 from .experts import Experts
 
 
+@functools.cache
 def _transformers_default_gate():
     """Return transformers' `_default_apply_gate`, or None when transformers is not installed."""
     try:

@@ -1,19 +1,21 @@
-"""Command line: `python -m harness run ...` (more subcommands join here)."""
+"""Command line: `python -m harness COMMAND ...`; each command lives in its own `cmd_*` module."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
+import importlib
 import sys
 
-from harness.errors import EXIT_INTERRUPTED, EXIT_REGRESSION, EXIT_USAGE, HarnessError
+from harness.errors import EXIT_USAGE, HarnessError
 
-_INI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pytest_matrix.ini")
+# command name -> module with add_parser(subparsers) and run(args) -> exit code
+COMMANDS = {
+    "run": "harness.cmd_run",
+}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (it already does) and never prints a traceback."""
+    """argparse whose errors are HarnessErrors: one line, exit 2, no traceback."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.print_usage(sys.stderr)
@@ -21,24 +23,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argument parser."""
-    parser = _Parser(prog="python -m harness", description=__doc__)
+    """The CLI's argument parser, one subparser per command."""
+    parser = _Parser(prog="python -m harness", description="Compile-compatibility matrix for MoE experts backends")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run the compile matrix (pytest items, one per cell)")
-    run.add_argument("--matrix", default="matrix.yaml", help="matrix file (default: matrix.yaml)")
-    run.add_argument("--out", default=os.path.join("reports", "latest"),
-                     help="output folder for results.json, junit.xml and logs (default: reports/latest)")
-    run.add_argument("--source", action="append", default=[], help="only this source (repeatable)")
-    run.add_argument("--device", action="append", default=[], choices=["cpu", "cuda"],
-                     help="only this device (repeatable; default: every device, cuda cells are "
-                          "not_applicable without a GPU)")
-    run.add_argument("--cell", action="append", default=[], help="only the cell with this exact id (repeatable)")
-    run.add_argument("-k", dest="keyword", default=None, help="pytest -k expression over cell ids")
-    run.add_argument("-n", dest="workers", default="auto", help="pytest-xdist workers: a number or auto")
-    run.add_argument("--strict", action="store_true", help="unexpected passes fail the run (exit 1)")
-    run.add_argument("-q", "--quiet", action="count", default=0, help="less pytest output")
-    run.add_argument("-v", "--verbose", action="count", default=0, help="more pytest output")
-    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
@@ -47,93 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "run":
-            return _run(args, argv)
+        args.argv = argv
+        return importlib.import_module(COMMANDS[args.command]).run(args)
     except HarnessError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_USAGE
-
-
-def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from harness.cells import expand_cells
-    from harness.matrix import load_matrix
-
-    matrix = load_matrix(args.matrix)
-    cells = expand_cells(matrix)
-    sources = sorted({cell.source for cell in cells})
-    for source in args.source:
-        if source not in sources:
-            raise HarnessError(f"no backend of source {source!r} in {args.matrix}", key="--source",
-                               allowed=", ".join(sources))
-    if "cuda" in args.device:
-        from harness.environment import cuda_available
-
-        if not cuda_available():
-            raise HarnessError("--device cuda asks for cells that cannot run: this machine has no CUDA device "
-                               "(torch.cuda.is_available() is False)", key="--device")
-    known = {cell.id for cell in cells}
-    for cell_id in args.cell:
-        if cell_id not in known:
-            raise HarnessError(f"no cell with id {cell_id!r} in {args.matrix}", key="--cell")
-    selected = [c for c in cells if (not args.source or c.source in args.source)
-                and (not args.device or c.device in args.device) and (not args.cell or c.id in args.cell)]
-    if not selected:
-        raise HarnessError("the selection matches no cell", key="--source/--device")
-    workers = _workers(args.workers, len(selected))
-    pytest_args = [os.path.abspath(args.matrix), "-c", _INI, "--rootdir", os.path.dirname(os.path.abspath(args.matrix)),
-                   "--matrix", os.path.abspath(args.matrix), "--matrix-out", args.out,
-                   "--junitxml", os.path.join(args.out, "junit.xml"), "--matrix-argv", " ".join(argv),
-                   "-p", "xdist", "-n", str(workers), "-rfE"]
-    for source in args.source:
-        pytest_args += ["--matrix-source", source]
-    for device in args.device:
-        pytest_args += ["--matrix-device", device]
-    for cell_id in args.cell:
-        pytest_args += ["--matrix-cell", cell_id]
-    if args.keyword:
-        pytest_args += ["-k", args.keyword]
-    if args.strict:
-        pytest_args.append("--matrix-strict")
-    pytest_args += ["-q"] * args.quiet + ["-v"] * args.verbose + list(args.pytest_args)
-    return _pytest_main(pytest_args)
-
-
-def _workers(value: str, cells: int) -> int:
-    if value == "auto":
-        return max(0, min(os.cpu_count() or 1, cells)) if cells > 1 else 0
-    try:
-        workers = int(value)
-    except ValueError:
-        raise HarnessError(f"must be a whole number or 'auto', got {value!r}", key="-n") from None
-    if workers < 0:
-        raise HarnessError(f"must be >= 0, got {workers}", key="-n")
-    return workers
-
-
-def _pytest_main(pytest_args: list[str]) -> int:
-    import pytest
-
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    try:
-        code = pytest.main(pytest_args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if code == pytest.ExitCode.OK:
-        return 0
-    if code == pytest.ExitCode.TESTS_FAILED:
-        return EXIT_REGRESSION
-    if code == pytest.ExitCode.INTERRUPTED:
-        return EXIT_INTERRUPTED
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
-        print("error: no cell selected (check -k)", file=sys.stderr)
-        return EXIT_USAGE
-    if code == pytest.ExitCode.USAGE_ERROR:
-        return EXIT_USAGE
-    return int(code)
-
-
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")

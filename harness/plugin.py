@@ -39,6 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--matrix-source", action="append", default=[], help="only cells of this source")
     group.addoption("--matrix-device", action="append", default=[], help="only cells on this device")
     group.addoption("--matrix-cell", action="append", default=[], help="only the cell with this exact id")
+    group.addoption("--matrix-shard", default=None, help="I/N: only every N-th selected cell, from the I-th")
     group.addoption("--matrix-strict", action="store_true", help="unexpected passes fail the run")
     group.addoption("--matrix-argv", default="", help="the harness command line, stored in results.json")
 
@@ -50,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from harness import environment
 
     meta = {"matrix": config.getoption("--matrix"), "argv": config.getoption("--matrix-argv"),
+            "shard": config.getoption("--matrix-shard"),
             "harness": _harness_version()}
     devices = tuple(config.getoption("--matrix-device")) or ("cpu", "cuda")
     config.stash[_WRITER] = ResultsWriter(config.getoption("--matrix-out"), environment.collect(devices), meta)
@@ -78,11 +80,13 @@ class MatrixFile(pytest.File):
         opt = self.config.getoption
         sources, devices, wanted = set(opt("--matrix-source")), set(opt("--matrix-device")), opt("--matrix-cell")
         strict = opt("--matrix-strict")
-        for cell in expand_cells(matrix):
-            if (sources and cell.source not in sources) or (devices and cell.device not in devices):
-                continue
-            if wanted and cell.id not in wanted:
-                continue
+        selected = [cell for cell in expand_cells(matrix)
+                    if (not sources or cell.source in sources) and (not devices or cell.device in devices)
+                    and (not wanted or cell.id in wanted)]
+        if opt("--matrix-shard"):
+            index, count = (int(part) for part in opt("--matrix-shard").split("/"))
+            selected = selected[index - 1::count]
+        for cell in selected:
             expected = expectation_for(cell, matrix.rules)
             item = CellItem.from_parent(self, name=cell.id, cell=cell, expected=expected, matrix=matrix)
             for keyword in (cell.source, cell.backend, cell.mode, cell.dtype, cell.device, cell.shape, cell.layout):
