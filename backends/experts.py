@@ -30,8 +30,11 @@ _LAYOUT_FLAGS = {
     "interleaved": {"is_concatenated": False},  # isolates the interleaved gate/up handling
     "gpt_oss": {"is_transposed": True, "has_bias": True, "is_concatenated": False},  # GPT-OSS (with SiLU gate)
     "non_gated": {"has_gate": False},  # NemotronH
+    "deepseek_v2": {},  # default weights; routing weights arrive as [T, E] (see DENSE_ROUTING_LAYOUTS)
 }
 LAYOUTS = tuple(_LAYOUT_FLAGS)
+# Layouts whose routing weights are the full [T, E] router scores rather than [T, K] (DeepSeek-V2 style).
+DENSE_ROUTING_LAYOUTS = ("deepseek_v2",)
 
 
 class Experts(nn.Module):

@@ -6,8 +6,9 @@ import statistics
 import time
 from typing import Any
 
-from harness.matrix import CUDAGRAPH_MODES, resolve_impl
+from harness.matrix import CUDAGRAPH_MODES
 from harness.signals import SignalCollector, classify_exception, error_record
+from harness.subjects import load_subject
 
 STEADY_CALLS = 5
 
@@ -17,22 +18,31 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     cell, shape = spec["cell"], spec["shape"]
+    if cell.get("scope", "kernel") == "model":
+        from harness.model_run import run_model_cell
+
+        return run_model_cell(spec)
     device = torch.device(cell["device"])
     dtype = getattr(torch, cell["dtype"])
     torch.manual_seed(spec["seed"])
     collector = SignalCollector(cell)
     signals: dict[str, Any] = {"calls": [], "max_rel_error": None}
     try:
-        module, compiled = _build(spec, device, dtype)
+        subject = load_subject(spec, device, dtype)
+        compiled = _compile(spec, subject)
     except Exception as exc:  # noqa: BLE001 - a backend may raise anything; it is the cell's result
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     # Inference cells: no autograd graph, as in generate(); training is a separate phase.
     with collector, torch.no_grad():
-        status, error = _call_all(spec, module, compiled, device, dtype, signals)
+        status, error = _call_all(spec, subject, compiled, device, dtype, signals)
         if status == "pass":
-            signals["steady_s"] = _steady_time(compiled, module, spec, device, dtype)
+            signals["steady_s"] = _steady_time(compiled, subject, spec, device, dtype)
             signals["ops"], signals["profiled_events"] = collector.profile(
-                lambda: compiled(*_inputs(spec, shape["tokens"][0], device, dtype, 0)))
+                lambda: compiled(*_inputs(spec, subject, shape["tokens"][0], device, dtype, 0)))
+            missing = [op for op in subject.expected_ops if not any(op in name for name in signals["ops"])]
+            if missing:  # dispatch proof: the backend the cell names did not run
+                status, error = "runtime_error", {"type": "MisDispatch", "phase": "profile",
+                                                  "message": f"expected ops {missing} not seen; ran {signals['ops']}"}
     signals.update(collector.result())
     if signals.get("steady_s") is not None and signals["calls"]:
         signals["compile_s"] = max(0.0, signals["calls"][0]["seconds"] - signals["steady_s"])
@@ -40,26 +50,22 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     return {"status": status, "error": error, "signals": signals}
 
 
-def _build(spec: dict[str, Any], device, dtype):
+def _compile(spec: dict[str, Any], subject):
+    """The callable the cell times: the backend on the module, under torch.compile unless `uncompiled`."""
     import torch
 
-    from backends.experts import make_experts
-
-    cell, shape = spec["cell"], spec["shape"]
-    fn = resolve_impl(spec["impl"])
-    module = make_experts(shape["experts"], shape["hidden"], shape["intermediate"], layout=cell["layout"],
-                          dtype=dtype, device=device, seed=spec["seed"])
+    cell = spec["cell"]
 
     def forward(hidden_states, top_k_index, top_k_weights):
-        return fn(module, hidden_states, top_k_index, top_k_weights)
+        return subject.fn(subject.module, hidden_states, top_k_index, top_k_weights)
 
     if cell["mode"] == "uncompiled":
-        return module, forward
+        return forward
     mode = None if cell["mode"] == "default" else cell["mode"]
-    return module, torch.compile(forward, mode=mode, fullgraph=bool(cell["fullgraph"]))
+    return torch.compile(forward, mode=mode, fullgraph=bool(cell["fullgraph"]))
 
 
-def _inputs(spec: dict[str, Any], tokens: int, device, dtype, call: int):
+def _inputs(spec: dict[str, Any], subject, tokens: int, device, dtype, call: int):
     """Fresh random inputs for one call: never zeros, routing as the shape says, seeded per cell and call."""
     import torch
 
@@ -74,10 +80,12 @@ def _inputs(spec: dict[str, Any], tokens: int, device, dtype, call: int):
         scores[:, -1] = -1.0
     top_k_index = scores.topk(top_k, dim=-1).indices
     top_k_weights = torch.softmax(torch.randn(tokens, top_k, generator=gen), dim=-1)
+    if subject.dense_routing:  # [T, E] router scores, zero where an expert was not selected
+        top_k_weights = torch.zeros(tokens, experts).scatter(1, top_k_index, top_k_weights)
     return hidden.to(device, dtype), top_k_index.to(device), top_k_weights.to(device, dtype)
 
 
-def _call_all(spec, module, compiled, device, dtype, signals):
+def _call_all(spec, subject, compiled, device, dtype, signals):
     """Call once per token count with fresh inputs; stop at the first error; track error vs the oracle."""
     from backends.oracle import oracle_forward
 
@@ -85,7 +93,7 @@ def _call_all(spec, module, compiled, device, dtype, signals):
     compiling = spec["cell"]["mode"] != "uncompiled"
     worst = 0.0
     for call, tokens in enumerate(spec["shape"]["tokens"]):
-        args = _inputs(spec, tokens, device, dtype, call)
+        args = _inputs(spec, subject, tokens, device, dtype, call)
         start = time.perf_counter()
         try:
             out = compiled(*args)
@@ -94,7 +102,7 @@ def _call_all(spec, module, compiled, device, dtype, signals):
             signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
             return classify_exception(exc, compiling), error_record(exc, f"call {call} ({tokens} tokens)")
         seconds = time.perf_counter() - start
-        problem, rel = _compare(out, oracle_forward(module, *args), tokens, spec["shape"]["hidden"], dtype)
+        problem, rel = _compare(out, oracle_forward(subject.module, *args), tokens, spec["shape"]["hidden"], dtype)
         signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel})
         if rel is not None:
             worst = max(worst, rel)
@@ -127,9 +135,9 @@ def _compare(out, ref, tokens: int, hidden: int, dtype):
     return None, (out64 - ref64).abs().max().item() / scale
 
 
-def _steady_time(compiled, module, spec, device, dtype) -> float:
+def _steady_time(compiled, subject, spec, device, dtype) -> float:
     """Median wall time of a few calls after warm-up, same inputs (the compiled graph is already built)."""
-    args = _inputs(spec, spec["shape"]["tokens"][0], device, dtype, 0)
+    args = _inputs(spec, subject, spec["shape"]["tokens"][0], device, dtype, 0)
     times = []
     for _ in range(STEADY_CALLS):
         start = time.perf_counter()

@@ -37,6 +37,8 @@ class Cell:
     device: str
     shape: str
     layout: str = "default"
+    scope: str = "kernel"
+    phase: str = "inference"
 
     @property
     def id(self) -> str:
@@ -45,8 +47,9 @@ class Cell:
         if self.fullgraph is not None:
             parts.append("fullgraph" if self.fullgraph else "breaks-allowed")
         parts += [self.device, self.shape]
-        if self.layout != "default":
-            parts.append(self.layout)
+        # Axes with a usual value only show up in the id when they differ from it.
+        parts += [value for value, usual in ((self.layout, "default"), (self.scope, "kernel"),
+                                             (self.phase, "inference")) if value != usual]
         return "-".join(parts)
 
     def axis_values(self) -> dict[str, Any]:
@@ -58,13 +61,14 @@ def expand_cells(matrix: Matrix) -> list[Cell]:
     """Every cell of the matrix in a stable order (backends in file order, then the axes)."""
     cells = []
     for backend in matrix.backends.values():
-        for mode, dtype, fullgraph, device, shape, layout in itertools.product(
+        for mode, dtype, fullgraph, device, shape, layout, scope, phase in itertools.product(
                 *(matrix.axes[axis] for axis in AXES)):
             if mode == "uncompiled":
                 if fullgraph != matrix.axes["fullgraph"][0]:
                     continue  # one control cell, not one per fullgraph value
                 fullgraph = None
-            cells.append(Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout))
+            cells.append(Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout, scope,
+                              phase))
     return cells
 
 

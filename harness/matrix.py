@@ -19,7 +19,11 @@ ROUTINGS = ("uniform", "skewed")
 SOURCES = ("reference", "transformers", "user")
 EXPECTS = ("pass", "fail")
 FAIL_STATUSES = ("compile_error", "runtime_error", "mismatch", "crash", "timeout")
-AXES = ("mode", "dtype", "fullgraph", "device", "shape", "layout")
+SCOPES = ("kernel", "model")
+PHASES = ("inference", "training")
+AXES = ("mode", "dtype", "fullgraph", "device", "shape", "layout", "scope", "phase")
+# Axes a matrix may leave out, with the value they then take.
+OPTIONAL_AXES = {"layout": ("default",), "scope": ("kernel",), "phase": ("inference",)}
 RULE_KEYS = ("source", "backend") + AXES
 _TOP_KEYS = ("schema", "backends", "axes", "shapes", "tolerances", "time_limit_s", "max_recompiles",
              "expectations")
@@ -239,7 +243,7 @@ def _allowed_values(axis: str, shapes: dict[str, Shape]) -> tuple[Any, ...]:
     from backends.experts import LAYOUTS  # the layouts the experts module can build
 
     return {"mode": MODES, "dtype": DTYPES, "fullgraph": (True, False), "device": DEVICES,
-            "shape": tuple(shapes), "layout": LAYOUTS}[axis]
+            "shape": tuple(shapes), "layout": LAYOUTS, "scope": SCOPES, "phase": PHASES}[axis]
 
 
 def _parse_axes(v: _Validator, top: LineDict, shapes: dict[str, Shape]) -> dict[str, tuple[Any, ...]]:
@@ -247,6 +251,9 @@ def _parse_axes(v: _Validator, top: LineDict, shapes: dict[str, Shape]) -> dict[
     v.only_keys(section, AXES, "axes")
     result = {}
     for axis in AXES:
+        if axis not in section and axis in OPTIONAL_AXES:
+            result[axis] = OPTIONAL_AXES[axis]
+            continue
         if axis not in section:
             v.fail("missing required axis", section.line, f"axes.{axis}")
         values = section[axis]

@@ -89,7 +89,8 @@ class MatrixFile(pytest.File):
         for cell in selected:
             expected = expectation_for(cell, matrix.rules)
             item = CellItem.from_parent(self, name=cell.id, cell=cell, expected=expected, matrix=matrix)
-            for keyword in (cell.source, cell.backend, cell.mode, cell.dtype, cell.device, cell.shape, cell.layout):
+            for keyword in (cell.source, cell.backend, cell.mode, cell.dtype, cell.device, cell.shape, cell.layout,
+                            cell.scope, cell.phase):
                 item.extra_keyword_matches.add(keyword)
             if expected.expect == "fail":
                 item.add_marker(pytest.mark.xfail(reason=expected.reason, strict=strict, raises=CellExpectedFailure))
