@@ -13,7 +13,7 @@ from harness.matrix import AXES, Matrix, Rule
 class Expectation:
     """What the documentation (as encoded in matrix.yaml) says a cell should do."""
 
-    expect: str  # "pass" | "fail"
+    expect: str  # "pass" | "fail" | "observe"
     statuses: tuple[str, ...] | None = None
     error_match: str | None = None
     reason: str = "default: expected to work (docs: all three backends support torch.compile)"
@@ -67,8 +67,9 @@ def expand_cells(matrix: Matrix) -> list[Cell]:
                 if fullgraph != matrix.axes["fullgraph"][0]:
                     continue  # one control cell, not one per fullgraph value
                 fullgraph = None
-            cells.append(Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout, scope,
-                              phase))
+            cell = Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout, scope, phase)
+            if backend.admits(cell.axis_values()):
+                cells.append(cell)
     return cells
 
 

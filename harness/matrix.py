@@ -17,7 +17,7 @@ DTYPES = ("bfloat16", "float16", "float32")
 DEVICES = ("cpu", "cuda")
 ROUTINGS = ("uniform", "skewed")
 SOURCES = ("reference", "transformers", "user")
-EXPECTS = ("pass", "fail")
+EXPECTS = ("pass", "fail", "observe")  # observe: no documented claim, report what happens
 FAIL_STATUSES = ("compile_error", "runtime_error", "mismatch", "crash", "timeout")
 SCOPES = ("kernel", "model")
 PHASES = ("inference", "training")
@@ -33,11 +33,16 @@ _RULE_FIELDS = ("match", "expect", "status", "error_match", "reason")
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend under test: its name, where it comes from and its dotted implementation path."""
+    """One backend under test: its name, where it comes from, its dotted implementation path, and axis limits."""
 
     name: str
     source: str
     impl: str
+    only: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (axis, allowed values): cells outside are not made
+
+    def admits(self, values: dict[str, Any]) -> bool:
+        """True when the backend runs on a cell with these axis values."""
+        return all(values.get(axis) in allowed for axis, allowed in self.only)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ def load_matrix(path: str, *, import_backends: bool = True) -> Matrix:
     backends = _parse_backends(v, top, import_backends)
     shapes = _parse_shapes(v, top)
     axes = _parse_axes(v, top, shapes)
+    backends = _parse_backend_limits(v, top, backends, axes)
     tolerances = _parse_tolerances(v, top)
     time_limit = v.number(top.get("time_limit_s", 300), "time_limit_s", top.key_lines.get("time_limit_s", 1),
                           positive=True)
@@ -181,7 +187,7 @@ def _parse_backends(v: _Validator, top: LineDict, import_backends: bool) -> dict
             entry_map = {"impl": entry, "source": "user"}
         else:
             entry_map = v.mapping(entry, key, line)
-            v.only_keys(entry_map, ("impl", "source"), key)
+            v.only_keys(entry_map, ("impl", "source", "only"), key)
         impl, source = entry_map.get("impl"), entry_map.get("source", "user")
         if source not in SOURCES:
             v.fail(f"unknown source {source!r}", line, f"{key}.source", ", ".join(SOURCES))
@@ -190,6 +196,33 @@ def _parse_backends(v: _Validator, top: LineDict, import_backends: bool) -> dict
         if import_backends:
             _check_importable(v, impl, line, f"{key}.impl")
         result[str(name)] = Backend(str(name), source, impl)
+    return result
+
+
+def _parse_backend_limits(v: _Validator, top: LineDict, backends: dict[str, Backend],
+                          axes: dict[str, tuple[Any, ...]]) -> dict[str, Backend]:
+    """Apply each backend's optional `only: {axis: [values]}`; values must be on the axis."""
+    section = top["backends"]
+    result = {}
+    for name, backend in backends.items():
+        entry = section[name]
+        only = entry.get("only") if isinstance(entry, dict) else None
+        if only is None:
+            result[name] = backend
+            continue
+        key = f"backends.{name}.only"
+        only = v.mapping(only, key, entry.key_lines["only"])
+        limits = []
+        for axis, value in only.items():
+            if axis not in AXES:
+                v.fail("unknown axis", only.key_lines[axis], f"{key}.{axis}", ", ".join(AXES))
+            values = tuple(value) if isinstance(value, list) else (value,)
+            for item in values:
+                if item not in axes[axis] or (axis == "fullgraph") != isinstance(item, bool):
+                    v.fail(f"value {item!r} is not on axis {axis}", only.key_lines[axis], f"{key}.{axis}",
+                           ", ".join(map(str, axes[axis])))
+            limits.append((axis, values))
+        result[name] = Backend(backend.name, backend.source, backend.impl, tuple(limits))
     return result
 
 
@@ -312,8 +345,8 @@ def _parse_rules(v: _Validator, top: LineDict, backends: dict[str, Backend],
         statuses = entry.get("status")
         if statuses is not None:
             statuses = tuple(statuses) if isinstance(statuses, list) else (statuses,)
-            if expect != "fail":
-                v.fail("only a rule that expects fail can pin a status", entry.key_lines["status"], f"{key}.status")
+            if expect == "pass":
+                v.fail("a rule that expects pass cannot pin a failure status", entry.key_lines["status"], f"{key}.status")
             for status in statuses:
                 if status not in FAIL_STATUSES:
                     v.fail(f"unknown status {status!r}", entry.key_lines["status"], f"{key}.status",

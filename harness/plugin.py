@@ -92,8 +92,9 @@ class MatrixFile(pytest.File):
             for keyword in (cell.source, cell.backend, cell.mode, cell.dtype, cell.device, cell.shape, cell.layout,
                             cell.scope, cell.phase):
                 item.extra_keyword_matches.add(keyword)
-            if expected.expect == "fail":
-                item.add_marker(pytest.mark.xfail(reason=expected.reason, strict=strict, raises=CellExpectedFailure))
+            if expected.expect in ("fail", "observe"):
+                item.add_marker(pytest.mark.xfail(reason=expected.reason, strict=strict and expected.expect == "fail",
+                                                   raises=CellExpectedFailure))
             yield item
 
 

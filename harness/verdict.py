@@ -42,6 +42,8 @@ def judge(expected: Expectation, status: Status, error_text: str = "") -> Judgem
     """Compare a cell's status (and error text) with its expectation."""
     if status is Status.SKIPPED:
         return Judgement(Verdict.NOT_APPLICABLE, "not run here")
+    if expected.expect == "observe":
+        return Judgement(Verdict.OK, f"observe-only ({expected.reason}): {status.value}")
     if expected.expect == "pass":
         if status is Status.PASS:
             return Judgement(Verdict.OK, "passed as expected")

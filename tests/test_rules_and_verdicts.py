@@ -83,3 +83,18 @@ def test_verdict_table(expected, status, text, verdict):
     judgement = judge(expected, status, text)
     assert judgement.verdict is verdict
     assert judgement.reason
+
+
+def test_observe_only_is_ok_whatever_happens():
+    observe = Expectation("observe", reason="training is undocumented")
+    for status in (Status.PASS, Status.MISMATCH, Status.CRASH):
+        judgement = judge(observe, status)
+        assert judgement.verdict is Verdict.OK and status.value in judgement.reason
+
+
+def test_backend_only_limits_its_cells(tmp_matrix):
+    backends = {"healthy": fixture_backend("healthy"),
+                "narrow": {**fixture_backend("healthy"), "only": {"mode": ["uncompiled"]}}}
+    matrix = load_matrix(str(tmp_matrix(matrix_doc(backends))))
+    narrow = [c.id for c in expand_cells(matrix) if c.backend == "narrow"]
+    assert narrow == ["user-narrow-uncompiled-float32-cpu-prefill"]
