@@ -36,9 +36,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     with collector, torch.no_grad():
         status, error = _call_all(spec, subject, compiled, device, dtype, signals)
         if status == "pass":
-            signals["steady_s"] = _steady_time(compiled, subject, spec, device, dtype)
-            signals["ops"], signals["profiled_events"] = collector.profile(
-                lambda: compiled(*_inputs(spec, subject, shape["tokens"][0], device, dtype, 0)))
+            status, error = _measure(spec, subject, compiled, collector, device, dtype, signals)
+        if status == "pass":
             missing = [op for op in subject.expected_ops if not any(op in name for name in signals["ops"])]
             if missing:  # dispatch proof: the backend the cell names did not run
                 status, error = "runtime_error", {"type": "MisDispatch", "phase": "profile",
@@ -48,6 +47,19 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         signals["compile_s"] = max(0.0, signals["calls"][0]["seconds"] - signals["steady_s"])
     signals["degraded"] = _degradations(spec, signals)
     return {"status": status, "error": error, "signals": signals}
+
+
+def _measure(spec, subject, compiled, collector, device, dtype, signals):
+    """Steady-state time and one profiled call; a backend failing here (e.g. on a later call) fails the cell."""
+    phase = "steady-state calls"
+    try:
+        signals["steady_s"] = _steady_time(compiled, subject, spec, device, dtype)
+        phase = "profiled call"
+        signals["ops"], signals["profiled_events"] = collector.profile(
+            lambda: compiled(*_inputs(spec, subject, spec["shape"]["tokens"][0], device, dtype, 0)))
+    except Exception as exc:  # noqa: BLE001 - the backend's failure is the cell's result
+        return classify_exception(exc, spec["cell"]["mode"] != "uncompiled"), error_record(exc, phase)
+    return "pass", None
 
 
 def _compile(spec: dict[str, Any], subject):

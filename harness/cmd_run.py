@@ -27,6 +27,10 @@ def add_parser(sub) -> None:
     run.add_argument("-n", dest="workers", default="auto", help="pytest-xdist workers: a number or auto")
     run.add_argument("--shard", default=None, metavar="I/N",
                      help="run only shard I of N (1-based) of the selected cells, for several runners")
+    run.add_argument("--repeat", type=int, default=1, metavar="N",
+                     help="run every cell N times; a cell whose status varies is reported flaky (exit 1)")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the finished cells of an interrupted run in --out and run only the rest")
     run.add_argument("--strict", action="store_true", help="unexpected passes fail the run (exit 1)")
     run.add_argument("-q", "--quiet", action="count", default=0, help="less pytest output")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more pytest output")
@@ -78,11 +82,31 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         pytest_args += ["-k", args.keyword]
     if args.strict:
         pytest_args.append("--matrix-strict")
+    if args.repeat < 1:
+        raise HarnessError(f"must be >= 1, got {args.repeat}", key="--repeat")
+    if args.repeat > 1:
+        pytest_args += ["--matrix-repeat", str(args.repeat)]
+    if args.resume:
+        pytest_args += ["--matrix-resume", _resume_file(args.out)]
     if args.shard:
         _parse_shard(args.shard)
         pytest_args += ["--matrix-shard", args.shard]
     pytest_args += ["-q"] * args.quiet + ["-v"] * args.verbose + list(args.pytest_args)
     return _pytest_main(pytest_args)
+
+
+def _resume_file(out: str) -> str:
+    """Copy the finished cells of `<out>/results.json` aside (the new run rewrites that file) and return the copy."""
+    from harness.results import atomic_write_json, read_results
+
+    previous = os.path.join(out, "results.json")
+    if not os.path.exists(previous):
+        raise HarnessError(f"nothing to resume: {previous} does not exist", key="--resume")
+    doc = read_results(previous)
+    aside = os.path.join(out, "resumed-from.json")
+    atomic_write_json(aside, doc)
+    print(f"resuming: {len(doc['cells'])} cells already finished in {previous}", file=sys.stderr)
+    return aside
 
 
 def _parse_shard(value: str) -> tuple[int, int]:

@@ -23,8 +23,9 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Executor:
     """Parent-side handle: `run(spec, time_limit)` returns an outcome dict, whatever happens in the child."""
 
-    def __init__(self, log_dir: str, name: str, threads: int | None = None):
+    def __init__(self, log_dir: str, name: str, threads: int | None = None, memory_limit_gb: float | None = None):
         self.log_dir, self.name, self.threads = log_dir, name, threads
+        self.memory_limit_gb = memory_limit_gb
         self._proc: subprocess.Popen | None = None
         self._log_path = ""
         self._starts = 0
@@ -88,7 +89,8 @@ class Executor:
         with open(self._log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.executor_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, env=env, start_new_session=True, cwd=os.getcwd())
+                stderr=log, env=env, start_new_session=True, cwd=os.getcwd(),
+                preexec_fn=_address_space_cap(self.memory_limit_gb))
         line = self._read_line(_READY_TIMEOUT_S)
         if not line or json.loads(line).get("ready") is not True:
             self.close()
@@ -117,6 +119,20 @@ class Executor:
             buffer += chunk
             if buffer.endswith(b"\n"):
                 return buffer
+
+
+def _address_space_cap(limit_gb: float | None):
+    """A preexec function capping the child's address space, so a runaway cell fails alone instead of the host."""
+    if not limit_gb:
+        return None
+    limit = int(limit_gb * (1 << 30))
+
+    def cap() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return cap
 
 
 class _ChildFailed(Exception):

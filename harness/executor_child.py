@@ -14,21 +14,41 @@ def main() -> None:
     sys.stdout = sys.stderr
     from harness import isolation
     from harness.cell_run import run_cell
-    from harness.signals import enable_logs
+    from harness.signals import enable_logs, error_record
 
+    _exit_with_parent()
     _warm_up()
     enable_logs()
     baseline = isolation.snapshot()
     protocol.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
         spec = json.loads(line)
-        outcome = run_cell(spec)
+        try:
+            outcome = run_cell(spec)
+        except Exception as exc:  # noqa: BLE001 - a harness bug must cost one cell, not the executor
+            outcome = {"status": "crash", "signals": {},
+                       "error": {**error_record(exc, "harness"), "type": f"HarnessInternalError: {type(exc).__name__}"}}
         leaked = isolation.restore(baseline)
         stuck = isolation.unrecoverable(baseline)
         if leaked or stuck:
             outcome.setdefault("signals", {})["leaked_state"] = leaked + stuck
         outcome["recycle"] = bool(stuck)
         protocol.write(json.dumps(outcome, default=str) + "\n")
+
+
+def _exit_with_parent() -> None:
+    """Exit when the parent dies (e.g. a worker killed mid-cell), so no executor outlives its run."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="harness-parent-watchdog", daemon=True).start()
 
 
 def _warm_up() -> None:

@@ -26,7 +26,7 @@ AXES = ("mode", "dtype", "fullgraph", "device", "shape", "layout", "scope", "pha
 OPTIONAL_AXES = {"layout": ("default",), "scope": ("kernel",), "phase": ("inference",)}
 RULE_KEYS = ("source", "backend") + AXES
 _TOP_KEYS = ("schema", "backends", "axes", "shapes", "tolerances", "time_limit_s", "max_recompiles",
-             "expectations")
+             "memory_limit_gb", "expectations")
 _SHAPE_KEYS = ("tokens", "hidden", "intermediate", "experts", "top_k", "routing")
 _RULE_FIELDS = ("match", "expect", "status", "error_match", "reason")
 
@@ -95,6 +95,7 @@ class Matrix:
     time_limit_s: float
     max_recompiles: int
     rules: tuple[Rule, ...]
+    memory_limit_gb: float | None = None  # address-space cap of the executor (CPU-only cells)
 
 
 def load_matrix(path: str, *, import_backends: bool = True) -> Matrix:
@@ -121,7 +122,11 @@ def load_matrix(path: str, *, import_backends: bool = True) -> Matrix:
         v.fail(f"must be a whole number >= 0, got {max_recompiles!r}", top.key_lines.get("max_recompiles"),
                "max_recompiles")
     rules = _parse_rules(v, top, backends, axes)
-    matrix = Matrix(path, backends, axes, shapes, tolerances, float(time_limit), max_recompiles, rules)
+    memory_limit = top.get("memory_limit_gb")
+    if memory_limit is not None:
+        memory_limit = v.number(memory_limit, "memory_limit_gb", top.key_lines["memory_limit_gb"], positive=True)
+    matrix = Matrix(path, backends, axes, shapes, tolerances, float(time_limit), max_recompiles, rules,
+                    memory_limit)
     _check_rules_against_cells(v, matrix)
     return matrix
 

@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.executor import Executor
 from harness.matrix import Matrix, load_matrix
 from harness.results import ResultsWriter
-from harness.verdict import Status, Verdict, judge
+from harness.verdict import Judgement, Status, Verdict, judge
 
 _EXECUTOR: Executor | None = None
 _CUDA_AVAILABLE: bool | None = None
@@ -40,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--matrix-device", action="append", default=[], help="only cells on this device")
     group.addoption("--matrix-cell", action="append", default=[], help="only the cell with this exact id")
     group.addoption("--matrix-shard", default=None, help="I/N: only every N-th selected cell, from the I-th")
+    group.addoption("--matrix-repeat", type=int, default=1, help="run every cell N times; varying status = flaky")
+    group.addoption("--matrix-resume", default=None, help="results.json of an interrupted run: skip its cells")
     group.addoption("--matrix-strict", action="store_true", help="unexpected passes fail the run")
     group.addoption("--matrix-argv", default="", help="the harness command line, stored in results.json")
 
@@ -54,7 +56,19 @@ def pytest_configure(config: pytest.Config) -> None:
             "shard": config.getoption("--matrix-shard"),
             "harness": _harness_version()}
     devices = tuple(config.getoption("--matrix-device")) or ("cpu", "cuda")
-    config.stash[_WRITER] = ResultsWriter(config.getoption("--matrix-out"), environment.collect(devices), meta)
+    writer = ResultsWriter(config.getoption("--matrix-out"), environment.collect(devices), meta)
+    for record in _resumed_cells(config).values():
+        writer.cells[record["id"]] = record
+    config.stash[_WRITER] = writer
+
+
+def _resumed_cells(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    """Cells already finished by the run being resumed (empty without --matrix-resume)."""
+    path = config.getoption("--matrix-resume")
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        return {cell["id"]: cell for cell in json.load(fh)["cells"]}
 
 
 _WRITER = pytest.StashKey[ResultsWriter]()
@@ -83,6 +97,8 @@ class MatrixFile(pytest.File):
         selected = [cell for cell in expand_cells(matrix)
                     if (not sources or cell.source in sources) and (not devices or cell.device in devices)
                     and (not wanted or cell.id in wanted)]
+        done = _resumed_cells(self.config)
+        selected = [cell for cell in selected if cell.id not in done]
         if opt("--matrix-shard"):
             index, count = (int(part) for part in opt("--matrix-shard").split("/"))
             selected = selected[index - 1::count]
@@ -113,11 +129,14 @@ class CellItem(pytest.Item):
                        "error": {"type": "NotApplicable", "message": "no CUDA device on this machine",
                                  "phase": "selection"}}
         else:
-            outcome = _executor(self.config).run(self._spec(), self.matrix.time_limit_s)
+            outcome = self._run_repeated()
         status = Status(outcome["status"])
         error = outcome.get("error")
         error_text = "" if not error else f"{error.get('type', '')}: {error.get('detail') or error.get('message', '')}"
         judgement = judge(self.expected, status, error_text)
+        statuses = (outcome.get("signals") or {}).get("repeat_statuses") or []
+        if len(set(statuses)) > 1:
+            judgement = Judgement(Verdict.FLAKY, f"status varies over {len(statuses)} runs: {', '.join(statuses)}")
         record = {
             "id": self.cell.id, **self.cell.axis_values(), "status": status.value,
             "expected": self.expected.to_json(), "verdict": judgement.verdict.value,
@@ -128,10 +147,22 @@ class CellItem(pytest.Item):
         message = _failure_text(record)
         if judgement.verdict is Verdict.NOT_APPLICABLE:
             pytest.skip(f"not applicable: {error['message'] if error else 'not run'}")
-        if judgement.verdict is Verdict.REGRESSION:
+        if judgement.verdict in (Verdict.REGRESSION, Verdict.FLAKY):
             raise CellRegression(message)
         if judgement.verdict is Verdict.OK and status is not Status.PASS:
             raise CellExpectedFailure(message)
+
+    def _run_repeated(self) -> dict[str, Any]:
+        """Run the cell --matrix-repeat times; if the status varies, return a failing run, all statuses noted."""
+        executor = _executor(self.config, self.matrix.memory_limit_gb)
+        spec = self._spec()
+        outcomes = [executor.run(spec, self.matrix.time_limit_s)
+                    for _ in range(self.config.getoption("--matrix-repeat"))]
+        statuses = [outcome["status"] for outcome in outcomes]
+        chosen = next((o for o in outcomes if o["status"] != "pass"), outcomes[0])
+        if len(outcomes) > 1:
+            chosen.setdefault("signals", {})["repeat_statuses"] = statuses
+        return chosen
 
     def repr_failure(self, excinfo, style=None):
         """Show the cell's status, error and repro command instead of a harness traceback."""
@@ -182,14 +213,16 @@ def _cuda_available() -> bool:
     return _CUDA_AVAILABLE
 
 
-def _executor(config: pytest.Config) -> Executor:
+def _executor(config: pytest.Config, memory_limit_gb: float | None = None) -> Executor:
     global _EXECUTOR
     if _EXECUTOR is None:
         workerinput = getattr(config, "workerinput", None)
         name = workerinput["workerid"] if workerinput else "main"
         workers = int(workerinput["workercount"]) if workerinput else 1
         threads = max(1, (os.cpu_count() or 1) // workers)
-        _EXECUTOR = Executor(os.path.join(config.getoption("--matrix-out"), "logs"), name, threads)
+        # The address-space cap would break CUDA's large virtual reservations: CPU-only machines only.
+        capped = None if _cuda_available() else memory_limit_gb
+        _EXECUTOR = Executor(os.path.join(config.getoption("--matrix-out"), "logs"), name, threads, capped)
     return _EXECUTOR
 
 

@@ -19,7 +19,8 @@ def summary_lines(cells: list[dict[str, Any]], results_path: str) -> list[str]:
         reasons = sorted({(c.get("error") or {}).get("message", "not run") for c in na})
         lines.append(f"not applicable: {len(na)} cells not run here ({'; '.join(reasons)})")
     by_id = sorted(cells, key=lambda c: c["id"])
-    for label, verdict in (("REGRESSION", "regression"), ("UNEXPECTED PASS", "unexpected_pass")):
+    for label, verdict in (("REGRESSION", "regression"), ("FLAKY", "flaky"),
+                           ("UNEXPECTED PASS", "unexpected_pass")):
         for cell in (c for c in by_id if c["verdict"] == verdict):
             lines.append(f"{label} {cell['id']}: {_why(cell)}")
     for cell in by_id:

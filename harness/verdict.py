@@ -28,6 +28,7 @@ class Verdict(str, Enum):
     REGRESSION = "regression"
     UNEXPECTED_PASS = "unexpected_pass"
     NOT_APPLICABLE = "not_applicable"
+    FLAKY = "flaky"  # --repeat saw different statuses: never reported as a pass
 
 
 @dataclass(frozen=True)
