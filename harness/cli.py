@@ -11,6 +11,14 @@ from harness.errors import EXIT_USAGE, HarnessError
 # command name -> module with add_parser(subparsers) and run(args) -> exit code
 COMMANDS = {
     "run": "harness.cmd_run",
+    "speed": "harness.cmd_speed",
+    "bench": "harness.cmd_bench",
+    "report": "harness.cmd_report",
+    "docs": "harness.cmd_docs",
+    "merge": "harness.cmd_merge",
+    "update-baseline": "harness.cmd_baseline",
+    "update-expectations": "harness.cmd_expectations",
+    "repro": "harness.cmd_repro",
 }
 
 

@@ -58,9 +58,15 @@ def restore(snap: dict[str, Any]) -> list[str]:
     return leaked
 
 
+# Library threads that start lazily, live for the whole process and hold no state a cell could see:
+# replacing the executor for them would only cost time (tqdm's monitor starts with inductor's autotune bars).
+BENIGN_THREADS = ("tqdm_monitor",)
+
+
 def unrecoverable(snap: dict[str, Any]) -> list[str]:
     """Leaks that need a fresh process: threads or child processes the cell left behind."""
-    extra_threads = [t.name for t in threading.enumerate() if t.ident not in snap["threads"] and t.is_alive()]
+    extra_threads = [t.name for t in threading.enumerate()
+                     if t.ident not in snap["threads"] and t.is_alive() and t.name not in BENIGN_THREADS]
     extra_children = sorted(_child_pids() - snap["children"])
     problems = []
     if extra_threads:

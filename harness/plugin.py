@@ -180,17 +180,22 @@ class CellItem(pytest.Item):
                          "--cell", shlex.quote(self.cell.id)])
 
     def _spec(self) -> dict[str, Any]:
-        backend = self.matrix.backends[self.cell.backend]
-        shape = self.matrix.shapes[self.cell.shape]
-        return {
-            "cell": self.cell.axis_values(), "impl": backend.impl,
-            "shape": {"tokens": list(shape.tokens), "hidden": shape.hidden, "intermediate": shape.intermediate,
-                      "experts": shape.experts, "top_k": shape.top_k, "routing": shape.routing},
-            "tolerance": self.matrix.tolerances.get(self.cell.dtype, 1e-2),
-            "max_recompiles": self.matrix.max_recompiles,
-            # Seed from the id, so a cell sees the same inputs in every run and on every worker.
-            "seed": zlib.crc32(self.cell.id.encode()) % 100_000,
-        }
+        return cell_spec(self.matrix, self.cell)
+
+
+def cell_spec(matrix: Matrix, cell: Cell) -> dict[str, Any]:
+    """The JSON spec the executor needs to run one cell."""
+    backend = matrix.backends[cell.backend]
+    shape = matrix.shapes[cell.shape]
+    return {
+        "cell": cell.axis_values(), "impl": backend.impl,
+        "shape": {"tokens": list(shape.tokens), "hidden": shape.hidden, "intermediate": shape.intermediate,
+                  "experts": shape.experts, "top_k": shape.top_k, "routing": shape.routing},
+        "tolerance": matrix.tolerances.get(cell.dtype, 1e-2),
+        "max_recompiles": matrix.max_recompiles,
+        # Seed from the id, so a cell sees the same inputs in every run and on every worker.
+        "seed": zlib.crc32(cell.id.encode()) % 100_000,
+    }
 
 
 def _failure_text(record: dict[str, Any]) -> str:

@@ -1,0 +1,103 @@
+"""`python -m harness speed`: how fast the harness runs a matrix, cold and warm, vs one process per cell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from harness.errors import HarnessError
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def add_parser(sub) -> None:
+    """Register `speed`."""
+    p = sub.add_parser("speed", help="benchmark the harness itself: cold, warm, and process-per-cell")
+    p.add_argument("--matrix", default="matrix.yaml")
+    p.add_argument("--source", default="reference")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-n", dest="workers", default="auto")
+    p.add_argument("--naive-sample", type=int, default=4, metavar="K",
+                   help="compare with process-per-cell on every K-th cell (1 = all cells)")
+    p.add_argument("--out", default=os.path.join("reports", "speed"), help="folder for speed.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and write `<out>/speed.json`; print a summary table."""
+    from harness.cells import expand_cells
+    from harness.matrix import load_matrix
+
+    if args.naive_sample < 1:
+        raise HarnessError("must be >= 1", key="--naive-sample")
+    matrix = load_matrix(args.matrix)
+    cells = [c for c in expand_cells(matrix) if c.source == args.source and c.device == args.device]
+    sample = [c.id for c in cells][::args.naive_sample]
+    cache = tempfile.mkdtemp(prefix="harness-speed-inductor-")
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+    try:
+        report: dict[str, Any] = {"cells": len(cells), "sample_cells": len(sample), "cpu_count": os.cpu_count(),
+                                  "workers": args.workers, "load_before": os.getloadavg()}
+        common = ["--matrix", args.matrix, "--source", args.source, "--device", args.device, "-q"]
+        report["cold_s"], cold = _harness(common + ["-n", args.workers], args.out, "cold", env)
+        report["warm_s"], warm = _harness(common + ["-n", args.workers], args.out, "warm", env)
+        sample_args = common + ["-n", args.workers] + [arg for cid in sample for arg in ("--cell", cid)]
+        report["sample_harness_warm_s"], sampled = _harness(sample_args, args.out, "sample", env)
+        report["sample_naive_warm_s"], naive = _naive(matrix, sample, args, env)
+        report["statuses_identical"] = all(naive[cid] == sampled[cid] == warm[cid] == cold[cid] for cid in sample)
+        report["cold_warm_identical"] = cold == warm
+        report["differences"] = {cid: {"cold": cold.get(cid), "warm": warm.get(cid), "naive": naive.get(cid)}
+                                 for cid in sample if not naive[cid] == sampled[cid] == warm[cid] == cold[cid]}
+        report["speedup_vs_naive"] = report["sample_naive_warm_s"] / report["sample_harness_warm_s"]
+        report["load_after"] = os.getloadavg()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "speed.json"), "w") as fh:
+        json.dump(report, fh, indent=1)
+    for key in ("cells", "cold_s", "warm_s", "sample_cells", "sample_harness_warm_s", "sample_naive_warm_s",
+                "speedup_vs_naive", "statuses_identical", "cold_warm_identical"):
+        print(f"{key:>24}: {report[key]:.1f}" if isinstance(report[key], float) else f"{key:>24}: {report[key]}")
+    return 0 if report["statuses_identical"] else 1
+
+
+def _harness(run_args: list[str], out: str, name: str, env: dict[str, str]) -> tuple[float, dict[str, str]]:
+    """Wall time of one `python -m harness run` and the status of each cell."""
+    folder = os.path.join(out, name)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "harness", "run", *run_args, "--out", folder], cwd=_REPO_ROOT, env=env,
+                   check=False, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    with open(os.path.join(folder, "results.json")) as fh:
+        return seconds, {c["id"]: c["status"] for c in json.load(fh)["cells"]}
+
+
+def _naive(matrix, sample: list[str], args, env) -> tuple[float, dict[str, str]]:
+    """The naive design: one fresh Python process per cell (imports torch, compiles, runs, exits), serially."""
+    from harness.cells import expand_cells
+
+    by_id = {c.id: c for c in expand_cells(matrix)}
+    statuses = {}
+    start = time.perf_counter()
+    for cid in sample:
+        spec = _spec_for(matrix, by_id[cid])
+        proc = subprocess.run([sys.executable, "-c", _NAIVE_SCRIPT], input=json.dumps(spec), text=True,
+                              capture_output=True, cwd=_REPO_ROOT, env={**env, "PYTHONPATH": _REPO_ROOT},
+                              check=False)
+        statuses[cid] = json.loads(proc.stdout.splitlines()[-1])["status"] if proc.returncode == 0 else "crash"
+    return time.perf_counter() - start, statuses
+
+
+_NAIVE_SCRIPT = "import json,sys; from harness.cell_run import run_cell; print(json.dumps(run_cell(json.load(sys.stdin)), default=str))"
+
+
+def _spec_for(matrix, cell) -> dict[str, Any]:
+    from harness.plugin import cell_spec
+
+    return cell_spec(matrix, cell)
