@@ -39,13 +39,19 @@ def _gate_split(module) -> str | None:
     return None
 
 
-def _float64(module, name: str, device: torch.device) -> torch.Tensor:
-    """Return the module's parameter `name` as a detached float64 tensor on `device`."""
-    return getattr(module, name).detach().to(device=device, dtype=torch.float64)
+def _float64(module, name: str, device: torch.device, detach: bool = True) -> torch.Tensor:
+    """Return the module's parameter `name` as a float64 tensor on `device` (detached unless told otherwise)."""
+    param = getattr(module, name)
+    return (param.detach() if detach else param).to(device=device, dtype=torch.float64)
 
 
-def oracle_forward(module, hidden_states, top_k_index, top_k_weights) -> torch.Tensor:
-    """Float64 [T, H] experts output computed token by token, selected expert by selected expert."""
+def oracle_forward(module, hidden_states, top_k_index, top_k_weights, *, differentiable: bool = False) -> torch.Tensor:
+    """Float64 [T, H] experts output computed token by token, selected expert by selected expert.
+
+    differentiable=True keeps the autograd graph to the inputs and the module's parameters (training
+    cells: float64 gradients by autograd; pass a float64 copy of the module to get float64 parameter grads).
+    """
+    detach = not differentiable
     device = hidden_states.device
     num_tokens, num_top_k = top_k_index.shape
     num_experts = module.num_experts
@@ -62,16 +68,17 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights) -> torch.T
         raise ValueError(f"unsupported routing weights shape {tuple(top_k_weights.shape)}")
 
     first = "gate_up_proj" if has_gate else "up_proj"
-    w1 = _float64(module, first, device)
-    w2 = _float64(module, "down_proj", device)
-    b1 = _float64(module, first + "_bias", device) if has_bias else None
-    b2 = _float64(module, "down_proj_bias", device) if has_bias else None
+    w1 = _float64(module, first, device, detach)
+    w2 = _float64(module, "down_proj", device, detach)
+    b1 = _float64(module, first + "_bias", device, detach) if has_bias else None
+    b2 = _float64(module, "down_proj_bias", device, detach) if has_bias else None
     # Matrices stored [in, out] (transposed layout) are read as [out, in] so one formula serves both.
     if transposed:
         w1, w2 = w1.transpose(1, 2), w2.transpose(1, 2)
 
-    x = hidden_states.detach().to(torch.float64)
-    routing = top_k_weights.detach().to(torch.float64).tolist()
+    x = (hidden_states.detach() if detach else hidden_states).to(torch.float64)
+    # Python floats are faster to index; the differentiable oracle keeps the tensor (0-d elements).
+    routing = top_k_weights.detach().to(torch.float64).tolist() if detach else top_k_weights.to(torch.float64)
     experts = top_k_index.tolist()  # one host copy instead of a sync per (token, slot)
     out = torch.zeros(num_tokens, x.shape[1], dtype=torch.float64, device=device)
 

@@ -22,6 +22,10 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         from harness.model_run import run_model_cell
 
         return run_model_cell(spec)
+    if cell.get("phase", "inference") == "training":
+        from harness.training import run_training_cell
+
+        return run_training_cell(spec)
     device = torch.device(cell["device"])
     dtype = getattr(torch, cell["dtype"])
     torch.manual_seed(spec["seed"])
@@ -38,15 +42,24 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
         if status == "pass":
             status, error = _measure(spec, subject, compiled, collector, device, dtype, signals)
         if status == "pass":
-            missing = [op for op in subject.expected_ops if not any(op in name for name in signals["ops"])]
-            if missing:  # dispatch proof: the backend the cell names did not run
-                status, error = "runtime_error", {"type": "MisDispatch", "phase": "profile",
-                                                  "message": f"expected ops {missing} not seen; ran {signals['ops']}"}
+            status, error = dispatch_proof(subject, signals["ops"])
+    signals.update(subject.info)
     signals.update(collector.result())
     if signals.get("steady_s") is not None and signals["calls"]:
         signals["compile_s"] = max(0.0, signals["calls"][0]["seconds"] - signals["steady_s"])
     signals["degraded"] = _degradations(spec, signals)
     return {"status": status, "error": error, "signals": signals}
+
+
+def dispatch_proof(subject, ops: list[str]) -> tuple[str, dict[str, Any] | None]:
+    """("pass", None), or a MisDispatch runtime_error when the profiled ops show another backend ran."""
+    missing = [op for op in subject.expected_ops if not any(op in name for name in ops)]
+    foreign = [op for op in subject.forbidden_ops if any(op in name for name in ops)]
+    if missing or foreign:  # the backend the cell names did not run (or not alone)
+        what = (f"expected ops {missing} not seen" if missing else "") + ("; " if missing and foreign else "") \
+            + (f"ops of another backend {foreign} seen" if foreign else "")
+        return "runtime_error", {"type": "MisDispatch", "phase": "profile", "message": f"{what}; ran {ops}"}
+    return "pass", None
 
 
 def _measure(spec, subject, compiled, collector, device, dtype, signals):

@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     run.add_argument("--resume", action="store_true",
                      help="keep the finished cells of an interrupted run in --out and run only the rest")
     run.add_argument("--strict", action="store_true", help="unexpected passes fail the run (exit 1)")
+    run.add_argument("--baseline", default=None, metavar="FILE|auto",
+                     help="after the run, diff against this baseline (auto: reports/baselines/<environment>.json); "
+                          "new failures, changed failures, fixes and flaky cells exit 1")
     run.add_argument("-q", "--quiet", action="count", default=0, help="less pytest output")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more pytest output")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -92,7 +95,16 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         _parse_shard(args.shard)
         pytest_args += ["--matrix-shard", args.shard]
     pytest_args += ["-q"] * args.quiet + ["-v"] * args.verbose + list(args.pytest_args)
-    return _pytest_main(pytest_args)
+    if args.baseline not in (None, "auto") and not os.path.isfile(args.baseline):
+        raise HarnessError(f"no such baseline file: {args.baseline}", key="--baseline")  # before, not after, the run
+    code = _pytest_main(pytest_args)
+    if args.baseline and code in (0, EXIT_REGRESSION):
+        from harness.baseline import check_run
+
+        lines, gate = check_run(os.path.join(args.out, "results.json"), args.baseline)
+        print("\n".join(lines))
+        code = EXIT_REGRESSION if gate else code
+    return code
 
 
 def _resume_file(out: str) -> str:

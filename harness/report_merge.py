@@ -55,10 +55,7 @@ def merge(observations: list[Observation]) -> Merged:
         cell = copy.deepcopy(group[0].cell)
         cell["env"] = key[0]
         cell.pop("flaky", None)
-        outcomes = []
-        for obs in group:
-            # A merged input may already carry flaky repeats: keep every one of them.
-            outcomes += obs.cell.get("flaky") or [_outcome(obs)]
+        outcomes = [outcome for obs in group for outcome in _outcomes(obs)]
         if len(outcomes) > 1:
             cell["observations"] = len(outcomes)
         if len({(o["status"], o["error_type"]) for o in outcomes}) > 1:
@@ -70,11 +67,17 @@ def merge(observations: list[Observation]) -> Merged:
 
 
 def is_flaky(cell: dict[str, Any]) -> bool:
-    """True for a merged cell whose repeated observations disagree."""
-    return bool(cell.get("flaky"))
+    """True for a cell whose repeated observations disagree (across files, or within one `run --repeat`)."""
+    return bool(cell.get("flaky")) or cell.get("verdict") == "flaky"
 
 
-def _outcome(obs: Observation) -> dict[str, Any]:
+def _outcomes(obs: Observation) -> list[dict[str, Any]]:
+    if obs.cell.get("flaky"):  # a merged input: keep every repeat it recorded
+        return list(obs.cell["flaky"])
     error = obs.cell.get("error") or {}
-    return {"status": obs.cell["status"], "error_type": error.get("type"), "message": error.get("message"),
-            "origin": obs.origin}
+    repeats = (obs.cell.get("signals") or {}).get("repeat_statuses") or []
+    if len(set(repeats)) > 1:  # `run --repeat` saw different statuses in one file
+        return [{"status": status, "error_type": None, "message": f"repeat {i + 1} of {len(repeats)}",
+                 "origin": obs.origin} for i, status in enumerate(repeats)]
+    return [{"status": obs.cell["status"], "error_type": error.get("type"), "message": error.get("message"),
+             "origin": obs.origin}]

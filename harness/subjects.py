@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from harness.matrix import resolve_impl
@@ -16,6 +16,8 @@ class Subject:
     fn: Callable
     dense_routing: bool = False  # routing weights as [T, E] instead of [T, K]
     expected_ops: tuple[str, ...] = ()  # profiler evidence that the named backend really ran (dispatch proof)
+    forbidden_ops: tuple[str, ...] = ()  # profiler evidence that another backend ran instead
+    info: dict[str, Any] = field(default_factory=dict)  # facts about the subject, copied into the cell's signals
 
 
 def load_subject(spec: dict[str, Any], device, dtype) -> Subject:

@@ -1,0 +1,49 @@
+"""`python -m harness repro CELL_ID`: write a standalone script that reruns one cell with only torch installed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from harness.cells import expand_cells
+from harness.errors import HarnessError
+from harness.matrix import load_matrix
+from harness.report_inputs import load_observations
+
+
+def add_parser(sub) -> None:
+    """Register `repro` and its options."""
+    parser = sub.add_parser("repro", help="write a standalone reproduction script for one cell")
+    parser.add_argument("cell_id", metavar="CELL_ID", help="the cell's id (as in results.json)")
+    parser.add_argument("--matrix", default="matrix.yaml", help="matrix file that defines the cell")
+    parser.add_argument("--results", action="append", default=[],
+                        help="results file(s) that observed the cell: its outcome goes into the script's header")
+    parser.add_argument("--out", default=None, help="script path (default: repro_<CELL_ID>.py; - for stdout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the script; 0 on success, 2 when the cell or an input is unknown."""
+    from harness.repro import script
+
+    matrix = load_matrix(args.matrix, import_backends=False)
+    cells = {cell.id: cell for cell in expand_cells(matrix)}
+    cell = cells.get(args.cell_id)
+    if cell is None:
+        raise HarnessError(f"no cell with id {args.cell_id!r} in {args.matrix}", key="CELL_ID")
+    observed = env = None
+    if args.results:
+        found = [obs for obs in load_observations(args.results) if obs.id == cell.id]
+        failing = [obs for obs in found if obs.cell["status"] != "pass"] or found
+        if failing:
+            observed, env = failing[0].cell, failing[0].env.label
+    text = script(matrix, cell, observed, env)
+    if args.out == "-":
+        sys.stdout.write(text)
+        return 0
+    path = args.out or f"repro_{cell.id}.py"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o755)
+    print(f"repro: wrote {path} (run: python {path})")
+    return 0
