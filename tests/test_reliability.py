@@ -47,9 +47,7 @@ def runs(tmp_path_factory):
 @pytest.mark.slow
 def test_clean_cells_behave_as_designed(runs):
     cells = runs[("clean", 0)]
-    fullgraph = cells["user-state_sensitive-default-float32-fullgraph-cpu-prefill"]
-    assert fullgraph["status"] == "compile_error"  # data-dependent nonzero, as long as the config is clean
-    assert cells["user-state_sensitive-uncompiled-float32-cpu-prefill"]["status"] == "pass"
+    assert {cell["status"] for cell in cells.values()} == {"pass"}  # so any leak would show as a mismatch
 
 
 @pytest.mark.slow

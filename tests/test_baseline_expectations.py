@@ -1,0 +1,67 @@
+"""`update-expectations`: measured outcomes that contradict the docs' rules become generated rules."""
+
+from __future__ import annotations
+
+from harness.cells import expand_cells, expectation_for
+from harness.matrix import load_matrix
+from tests.conftest import fixture_backend, matrix_doc, run_harness, write_matrix
+from tests.test_report import doc, write
+
+RULES = [{"match": {"backend": "healthy", "fullgraph": True}, "expect": "fail", "reason": "docs: no fullgraph"}]
+
+
+def _record(cell_id, status, error=None):
+    parts = cell_id.split("-")
+    fullgraph = {"fullgraph": True, "breaks": False}.get(parts[4], None) if parts[2] != "uncompiled" else None
+    return {"id": cell_id, "source": "user", "backend": parts[1], "mode": parts[2], "dtype": "float32",
+            "fullgraph": fullgraph, "device": "cpu", "shape": "prefill", "layout": "default", "scope": "kernel",
+            "phase": "inference", "status": status, "expected": {}, "verdict": "ok", "verdict_reason": "",
+            "error": error, "signals": {}, "repro": ""}
+
+
+def _matrix(tmp_path):
+    return write_matrix(tmp_path / "matrix.yaml", matrix_doc({"healthy": fixture_backend("healthy")},
+                                                             expectations=RULES))
+
+
+def test_unexpected_pass_and_regression_become_rules_then_nothing_changes(tmp_path):
+    matrix = _matrix(tmp_path)
+    fullgraph = "user-healthy-default-float32-fullgraph-cpu-prefill"
+    partial = "user-healthy-default-float32-breaks-allowed-cpu-prefill"
+    results = write(tmp_path / "r.json", doc([
+        _record(fullgraph, "pass"),  # docs say it fails: an improvement to accept
+        _record(partial, "mismatch", {"type": "Mismatch", "message": "1 % off"}),  # docs say pass
+        _record("user-healthy-uncompiled-float32-cpu-prefill", "pass")]))
+    check = run_harness("update-expectations", results, "--matrix", str(matrix), "--check")
+    assert check.returncode == 1 and f"+ {fullgraph}: expect: pass" in check.stdout
+    proc = run_harness("update-expectations", results, "--matrix", str(matrix))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"+ {partial}: expect: fail status: [mismatch]" in proc.stdout
+    loaded = load_matrix(str(matrix), import_backends=False)
+    expected = {cell.id: expectation_for(cell, loaded.rules) for cell in expand_cells(loaded)}
+    assert expected[fullgraph].expect == "pass" and "measured pass" in expected[fullgraph].reason
+    assert expected[partial].expect == "fail" and expected[partial].statuses == ("mismatch",)
+    assert expected["user-healthy-uncompiled-float32-cpu-prefill"].expect == "pass"
+    text = matrix.read_text()
+    assert text.count("compile-matrix:measured-begin") == 1 and "docs: no fullgraph" in text
+
+    again = run_harness("update-expectations", results, "--matrix", str(matrix), "--check")
+    assert again.returncode == 0 and "already match" in again.stdout
+
+    # The fullgraph cell fails again as the docs say: its generated rule goes, the other one stays.
+    back = write(tmp_path / "back.json", doc([_record(fullgraph, "compile_error",
+                                                      {"type": "Unsupported", "message": "graph break"})]))
+    proc = run_harness("update-expectations", back, "--matrix", str(matrix))
+    assert proc.returncode == 0 and f"- {fullgraph}: agrees with the docs' rules again" in proc.stdout
+    loaded = load_matrix(str(matrix), import_backends=False)
+    rules = {cell.id: expectation_for(cell, loaded.rules) for cell in expand_cells(loaded)}
+    assert rules[fullgraph].reason == "docs: no fullgraph" and rules[partial].statuses == ("mismatch",)
+
+
+def test_unknown_cells_and_bad_files_are_reported(tmp_path):
+    matrix = _matrix(tmp_path)
+    results = write(tmp_path / "r.json", doc([_record("user-other-default-float32-fullgraph-cpu-prefill", "pass")]))
+    proc = run_harness("update-expectations", results, "--matrix", str(matrix))
+    assert proc.returncode == 0 and "skip user-other" in proc.stdout
+    proc = run_harness("update-expectations", str(tmp_path / "missing.json"), "--matrix", str(matrix))
+    assert proc.returncode == 2 and "missing.json" in proc.stderr
