@@ -16,9 +16,15 @@ def collect(devices: tuple[str, ...] = ("cpu", "cuda")) -> dict[str, Any]:
     """The `environment` block of results.json."""
     import torch
 
+    from harness import transformers_src
+
+    tf = transformers_src.describe()  # the installed package, or the --transformers-src tree
     env: dict[str, Any] = {
         "torch": torch.__version__,
-        "transformers": _version("transformers"),
+        "transformers": tf["version"] or _version("transformers"),
+        "transformers_path": tf["path"],
+        "transformers_git_commit": tf["git_commit"],
+        "transformers_from_src": tf["from_src"],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -55,17 +61,17 @@ def _version(dist: str) -> str | None:
 
 
 def _git_sha() -> str | None:
+    """The harness checkout's commit (`-dirty` if modified); HARNESS_GIT_SHA where there is no .git (copies)."""
     try:
         out = subprocess.run(["git", "-C", _REPO_ROOT, "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10, check=False)
-        sha = out.stdout.strip()
-        if not sha:
-            return None
+        if out.returncode != 0:
+            return os.environ.get("HARNESS_GIT_SHA")
         dirty = subprocess.run(["git", "-C", _REPO_ROOT, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
+        return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("HARNESS_GIT_SHA")
 
 
 def _nvidia_driver() -> str | None:
