@@ -34,4 +34,14 @@ def compile_matrix(session: nox.Session, torch: str) -> None:
 def tests(session: nox.Session, torch: str) -> None:
     """Run the harness's own test suite; arguments after -- go to pytest."""
     _install(session, torch)
+    session.install("check-jsonschema")  # validates the GitHub workflow against its published schema
     session.run("python", "-m", "pytest", "-n", "2", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("torch", TORCH_VERSIONS)
+def benchmark(session: nox.Session, torch: str) -> None:
+    """Benchmark the backends (never part of `tests`); arguments after -- go to `python -m harness bench`."""
+    _install(session, torch)
+    session.install("-e", ".[bench]")  # matplotlib, for the plots
+    session.run("python", "-m", "harness", "bench", *session.posargs)

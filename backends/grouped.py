@@ -131,13 +131,16 @@ def grouped_mm(input: torch.Tensor, weight: torch.Tensor, offs: torch.Tensor) ->
 @torch.library.custom_op(FALLBACK_OP, mutates_args=(), schema="(Tensor input, Tensor weight, Tensor offs) -> Tensor")
 def _grouped_mm_fallback(input, weight, offs):
     """Loop over groups with plain matmuls; rows past offs[-1] are zero."""
-    output = input.new_zeros(input.size(0), weight.size(2))
-    start = 0
-    # One device->host sync for all offsets instead of one per group.
-    for group, end in enumerate(offs.tolist()):
-        if end > start:
-            output[start:end] = input[start:end] @ weight[group]
-        start = end
+    # A named profiler range: from torch 2.14 compiled graphs call custom ops without a profiler event of
+    # their own, and the harness reads the path that ran from profiler event names.
+    with torch.profiler.record_function(FALLBACK_OP):
+        output = input.new_zeros(input.size(0), weight.size(2))
+        start = 0
+        # One device->host sync for all offsets instead of one per group.
+        for group, end in enumerate(offs.tolist()):
+            if end > start:
+                output[start:end] = input[start:end] @ weight[group]
+            start = end
     return output
 
 

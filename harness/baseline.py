@@ -13,7 +13,8 @@ from harness.results import atomic_write_json, read_results
 
 BASELINE_DIR = os.path.join("reports", "baselines")
 # Kinds of change, in report order. Gating ones fail `run --baseline` (exit 1); the others are reported.
-KINDS = ("new_failure", "failure_changed", "fixed", "flaky", "drift", "compile_time", "added", "removed")
+KINDS = ("new_failure", "failure_changed", "fixed", "flaky", "path_changed", "drift", "compile_time", "added",
+         "removed")
 GATING = frozenset({"new_failure", "failure_changed", "fixed", "flaky"})
 DRIFT_RATIO = 2.0  # max relative error grew or shrank by more than this factor
 COMPILE_RATIO = 3.0  # compile time grew by more than this factor ...
@@ -167,6 +168,11 @@ def _cell_changes(cell_id: str, old: dict[str, Any], new: dict[str, Any], gating
     elif old_status != "pass" and _outcome(old) != _outcome(new):
         out.append(_change("failure_changed", cell_id, _outcome(old), _outcome(new), _message(new), gating))
     if old_status == new_status == "pass":
+        old_path = (old.get("signals") or {}).get("grouped_mm_path")
+        new_path = (new.get("signals") or {}).get("grouped_mm_path")
+        if old_path != new_path:  # another kernel ran (or the profile no longer shows which)
+            out.append(_change("path_changed", cell_id, old_path or "not seen", new_path or "not seen",
+                               "grouped_mm path", gating))
         out += _numbers(cell_id, old, new, gating)
     return out
 

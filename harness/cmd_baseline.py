@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 
 from harness.baseline import BASELINE_DIR, baseline_path, change_lines, diff_cells, load_cells, summary, write_baseline
 from harness.errors import EXIT_REGRESSION
@@ -37,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
         for cell in new.values():
             cell.pop("env", None)
         changes = diff_cells(old, new)
-        state = "new" if not os.path.exists(path) else (summary(changes) or "no change")
-        print(f"{path}: {state}")
-        for line in change_lines(changes):
-            print("  " + line)
+        if not os.path.exists(path):  # every cell would be `added`: counts say more than a line per cell
+            statuses = Counter(cell["status"] for cell in new.values())
+            print(f"{path}: new, {len(new)} cells (" + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ")")
+        else:
+            print(f"{path}: {summary(changes) or 'no change'}")
+            for line in change_lines(changes):
+                print("  " + line)
         if changes or not os.path.exists(path):
             changed = True
             if not args.check:

@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     bench.add_argument("--tokens", type=_int_csv, default=None, help="token counts, e.g. 1,16,256")
     bench.add_argument("--dtypes", type=_csv, default=None, help="bfloat16, float16, float32")
     bench.add_argument("--modes", type=_csv, default=None,
-                       help="uncompiled, default, max-autotune-no-cudagraphs, reduce-overhead, max-autotune")
+                       help="uncompiled, default, max-autotune-no-cudagraphs, reduce-overhead, max-autotune (default: "
+                            "uncompiled,default,reduce-overhead on cuda; uncompiled,default on cpu)")
     bench.add_argument("--backends", type=_csv, default=None,
                        help="source:name, e.g. transformers:grouped_mm,reference:eager (default: all six)")
     bench.add_argument("--budget-s", type=float, default=None,
@@ -34,6 +35,13 @@ def add_parser(sub) -> None:
     bench.add_argument("--memory-limit-gb", type=float, default=None,
                        help="skip batched_mm points whose weight copies would exceed this (default: 70%% of free "
                             "GPU memory; on CPU a quarter of the available RAM, at most 2 GiB)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default: 1 on cpu, where a shared machine makes more threads stall; "
+                            "torch's default on cuda)")
+    bench.add_argument("--tag", default=None,
+                       help="write bench-<device>-<tag>.json instead of bench-<device>.json, e.g. for a second run "
+                            "of other settings (--tag autotune --modes max-autotune-no-cudagraphs,max-autotune); "
+                            "the report merges every file of a device")
     bench.add_argument("--report", metavar="DIR", default=None,
                        help="measure nothing: regenerate plots, CLAIMS.md and README.md from DIR's JSON")
     bench.add_argument("--no-plots", action="store_true", help="write CLAIMS.md and README.md without plots")
@@ -53,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             raise HarnessError("this machine has no CUDA device (torch.cuda.is_available() is False)", key="--device")
     config = make_config(device, shapes=args.shapes, tokens=args.tokens, dtypes=args.dtypes, modes=args.modes,
                          backends=args.backends, budget_s=args.budget_s, max_reps=args.max_reps,
-                         memory_limit_gb=args.memory_limit_gb)
+                         memory_limit_gb=args.memory_limit_gb, threads=args.threads, tag=args.tag)
     from harness.bench_run import run_bench
 
     try:
@@ -61,16 +69,17 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: partial results kept in {args.out}", flush=True)
         return EXIT_INTERRUPTED
-    return _report(args.out, plots=not args.no_plots and _have_matplotlib(), after_run=True)
+    plots = not args.no_plots and _have_matplotlib()
+    if not args.no_plots and not plots:
+        print(f"plots skipped (no matplotlib here): run `python -m harness bench --report {args.out}` where it is")
+    return _report(args.out, plots=plots)
 
 
-def _report(folder: str, *, plots: bool, after_run: bool = False) -> int:
+def _report(folder: str, *, plots: bool) -> int:
     from harness.bench_report import write_report
 
     written = write_report(folder, plots=plots)
     print(f"wrote in {folder}: {', '.join(written)}")
-    if after_run and not plots:
-        print(f"plots skipped (no matplotlib here): run `python -m harness bench --report {folder}` where it is")
     return 0
 
 

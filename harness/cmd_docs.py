@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         diff = difflib.unified_diff(old.strip("\n").splitlines(), block.splitlines(), f"{page} (page)",
                                     "measured", lineterm="")
         print("\n".join(diff))
-        print(f"docs: {page} differs from the measurement; fix: {GENERATOR} {page} " + " ".join(args.results))
+        print(f"docs: {page} differs from the measurement; fix: " + " ".join([GENERATOR, page, *args.results]))
         return EXIT_REGRESSION
     if same_block(old, block):
         print(f"docs: {page} already up to date")

@@ -104,7 +104,7 @@ def _rule_text(cell: Cell, obs, docs_reason: str) -> str:
     lines = [f"- match: {{{flow}}}"]
     if status == "pass":
         lines.append("  expect: pass")
-        reason = f"measured pass on {obs.env.short}; docs: {docs_reason}"
+        reason = f"measured pass on {obs.env.short}; the docs' rule said: {docs_reason}"
     else:
         lines += ["  expect: fail", f"  status: [{status}]"]
         error_type = (error.get("type") or "").rsplit(".", 1)[-1]
@@ -194,7 +194,7 @@ def _insertion_point(text: str, path: str) -> tuple[str, int, str]:
         key = re.search(r"^expectations:.*$", text, re.M)
     after = text.find("\n", key.end())
     after = len(text) if after < 0 else after + 1
-    nxt = re.compile(r"^[^\s#]", re.M).search(text, after)
+    nxt = re.compile(r"^[^\s#-]", re.M).search(text, after)  # the next top-level key (items may start at column 0)
     at = nxt.start() if nxt else len(text)
     item = re.compile(r"^([ \t]*)- ", re.M).search(text, after, at)
     indent = item.group(1) if item else "  "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from harness.baseline import BASELINE_DIR, against_baselines, change_lines, cross_env_changes, summary
@@ -51,9 +50,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{title[3:]}: {summary(changes) or 'no change'}")
     if args.baseline:
         for key, path, changes in against_baselines(merged_path, args.baseline, args.baselines):
-            sections.append((f"## {key} against {path or 'no baseline'}", changes))
+            if path is None:
+                print(f"against baseline: none for {key} in {args.baselines}")
+                continue
+            sections.append((f"## {key} against {path}", changes))
             gate = gate or any(c.gating for c in changes)
-            print(f"against baseline {path or '(none)'} ({key}): {summary(changes) or 'no change'}")
+            print(f"against baseline {path} ({key}): {summary(changes) or 'no change'}")
             for line in change_lines([c for c in changes if c.gating]):
                 print("  " + line)
     for item in merged.flaky:

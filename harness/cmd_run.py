@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     run.add_argument("--resume", action="store_true",
                      help="keep the finished cells of an interrupted run in --out and run only the rest")
     run.add_argument("--strict", action="store_true", help="unexpected passes fail the run (exit 1)")
+    run.add_argument("--transformers-src", default=None, metavar="PATH",
+                     help="test this transformers source tree (the src/ of a checkout, or a folder holding "
+                          "transformers/) instead of the installed package")
     run.add_argument("--baseline", default=None, metavar="FILE|auto",
                      help="after the run, diff against this baseline (auto: reports/baselines/<environment>.json); "
                           "new failures, changed failures, fixes and flaky cells exit 1")
@@ -49,6 +52,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.cells import expand_cells
     from harness.matrix import load_matrix
 
+    if args.transformers_src:
+        from harness.transformers_src import ENV_VAR, resolve_src
+
+        # Inherited by xdist workers and their executors (which put it first on PYTHONPATH) and read by
+        # environment.py for results.json.
+        os.environ[ENV_VAR] = resolve_src(args.transformers_src)
     matrix = load_matrix(args.matrix)
     cells = expand_cells(matrix)
     sources = sorted({cell.source for cell in cells})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import shlex
 from typing import Any
@@ -28,7 +29,8 @@ pre{background:#f7f7f7;padding:.5em;overflow-x:auto;white-space:pre-wrap;max-hei
 code{background:#f2f2f2;padding:0 3px}
 .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border:1px solid #ccc}
 """
-_SYMBOL = {"ok": "✓", "degraded": "✓*", "xfail": "✗", "regression": "✗", "unexpected_pass": "✓!", "flaky": "~"}
+_SYMBOL = {"ok": "✓", "degraded": "✓*", "xfail": "✗", "regression": "✗", "unexpected_pass": "✓!",
+           "flaky": "~"}
 _LEGEND = (("ok", "passes, as expected"), ("degraded", "passes, degraded (recompile storm, CUDA graphs skipped)"),
            ("xfail", "fails, as the docs say"), ("regression", "fails against the docs' claim (regression)"),
            ("unexpected_pass", "passes although the docs say it fails"), ("flaky", "repeats disagree"))
@@ -66,6 +68,16 @@ def cell_class(cell: dict[str, Any]) -> str:
     if cell["status"] != "pass":
         return "xfail"
     return "degraded" if (cell.get("signals") or {}).get("degraded") else "ok"
+
+
+def repro_script_command(cell: dict[str, Any]) -> str:
+    """The `repro` command that writes this cell's standalone script (same matrix as its rerun command)."""
+    words = shlex.split(cell.get("repro") or "")
+    matrix = words[words.index("--matrix") + 1] if "--matrix" in words[:-1] else None
+    if matrix and os.path.isabs(matrix) and os.path.basename(matrix) == "matrix.yaml":
+        matrix = None  # the repository's own matrix (recorded absolute on the runner): the default
+    command = ["python", "-m", "harness", "repro", cell["id"]] + (["--matrix", matrix] if matrix else [])
+    return " ".join(shlex.quote(word) for word in command + ["--out", "repro.py"])
 
 
 def anchor(env_key: str, cell_id: str) -> str:
@@ -106,11 +118,13 @@ def _legend() -> str:
 def _grid(env: Env, cells: list[dict[str, Any]]) -> str:
     """Rows: source, backend, mode, fullgraph; columns: dtype, then shape (and layout/scope/phase when varied)."""
     def column(cell):
+        """Grid column of a cell."""
         extra = [cell.get(axis) for axis in ("layout", "scope", "phase")
                  if len({c.get(axis) for c in cells}) > 1]
         return (cell["dtype"], cell["shape"], *extra)
 
     def row(cell):
+        """Grid row of a cell."""
         fullgraph = {None: "uncompiled", True: "fullgraph", False: "breaks allowed"}[cell["fullgraph"]]
         return (cell["source"], cell["backend"], mode_label(cell["mode"]), fullgraph)
 
@@ -157,7 +171,7 @@ def _failures(envs: list[Env], by_env: dict[str, list[dict[str, Any]]]) -> str:
                 body.append(f"<p>observed <b>{_e(outcome['status'])}</b> in <code>{_e(outcome['origin'])}</code>: "
                             f"{_e(outcome.get('message') or '')}</p>")
             body.append(f"<p>rerun this cell: <code>{_e(cell.get('repro', ''))}</code><br>standalone script: "
-                        f"<code>python -m harness repro {_e(shlex.quote(cell['id']))} --out repro.py</code></p>")
+                        f"<code>{_e(repro_script_command(cell))}</code></p>")
             out.append(f'<details id="{anchor(env.key, cell["id"])}" class="{cls}"{is_open}><summary>'
                        f"[{_e(cls)}] <code>{_e(cell['id'])}</code> ({_e(env.short)})</summary>"
                        + "".join(body) + "</details>")

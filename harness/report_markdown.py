@@ -22,7 +22,8 @@ def table_lines(table: Table, command: str) -> list[str]:
     rows = [HEADER]
     for row in table.rows:
         s = row.summary
-        rows.append((_mark(row.label, row.notes.get("implementation")), _mark(modes_text(s.modes), row.notes.get("modes")),
+        rows.append((_mark(row.label, row.notes.get("implementation")),
+                     _mark(modes_text(s.modes), row.notes.get("modes")),
                      _mark(dtypes_text(s.dtypes), row.notes.get("dtypes")),
                      _mark(s.fullgraph, row.notes.get("fullgraph"))))
     lines = pipe_table(rows)

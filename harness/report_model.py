@@ -88,13 +88,13 @@ def build_table(merged: Merged, source: str | None = None) -> Table:
     for obs in observations:
         grouped.setdefault((obs.cell["source"], obs.cell["backend"], paths[id(obs)]), []).append(obs)
     twins = _twins(observations)
+    envs = sorted({obs.env.key: obs.env for obs in observations}.values(), key=env_sort_key)
     notes = _Notes()
     rows = []
     for key in sorted(grouped, key=_row_order):
         src, backend, path = key
         label = backend + _PATH_SUFFIX[path] + (f" [{src}]" if len(sources) > 1 else "")
-        rows.append(_row(src, backend, path, label, grouped[key], twins, inferred, notes))
-    envs = sorted({obs.env.key: obs.env for obs in observations}.values(), key=env_sort_key)
+        rows.append(_row(src, backend, path, label, grouped[key], twins, inferred, notes, envs))
     return Table(rows, notes.texts, envs, len(observations),
                  sum(1 for obs in observations if is_flaky(obs.cell)))
 
@@ -128,6 +128,7 @@ class _Notes:
         self.texts: list[str] = []
 
     def add(self, text: str) -> int:
+        """The number of this note (a new one when the text is new)."""
         if text not in self.texts:
             self.texts.append(text)
         return self.texts.index(text) + 1
@@ -142,7 +143,8 @@ def _row_order(key: tuple) -> tuple:
 
 def _assign_paths(observations: list[Observation]) -> tuple[dict[int, str | None], dict[int, bool]]:
     """Row path per observation: the observed grouped_mm path; a failing cell (never profiled) gets the one
-    path its passing siblings of the same environment, dtype and compiled-ness all took, else `unknown`."""
+    path its passing siblings of the same environment, dtype and compiled-ness all took, else `unknown`; a passing
+    cell of a backend that reports paths elsewhere, whose profile showed neither path, is `unknown` too."""
     observed: dict[tuple, set[str]] = {}
     backends_with_paths = set()
     for obs in observations:
@@ -153,11 +155,13 @@ def _assign_paths(observations: list[Observation]) -> tuple[dict[int, str | None
     paths, inferred = {}, {}
     for obs in observations:
         path = (obs.cell.get("signals") or {}).get("grouped_mm_path")
-        if not path and (obs.cell["source"], obs.cell["backend"]) in backends_with_paths \
-                and obs.cell["status"] != "pass":
-            candidates = observed.get(_sibling_key(obs), set())
-            path = next(iter(candidates)) if len(candidates) == 1 else "unknown"
-            inferred[id(obs)] = path != "unknown"
+        if not path and (obs.cell["source"], obs.cell["backend"]) in backends_with_paths:
+            if obs.cell["status"] == "pass":
+                path = "unknown"  # it ran, but the profile showed neither path: not counted as native
+            else:
+                candidates = observed.get(_sibling_key(obs), set())
+                path = next(iter(candidates)) if len(candidates) == 1 else "unknown"
+                inferred[id(obs)] = path != "unknown"
         paths[id(obs)] = None if path in (None, "native") else path
     return paths, inferred
 
@@ -220,7 +224,7 @@ def _combine(per_env: dict[str, Summary]) -> Summary:
     return Summary(modes, dtypes, fullgraph, tried_modes, tried_dtypes)
 
 
-def _row(source, backend, path, label, group, twins, inferred, notes: _Notes) -> Row:
+def _row(source, backend, path, label, group, twins, inferred, notes: _Notes, all_envs: list[Env]) -> Row:
     by_env: dict[str, list[Observation]] = {}
     for obs in group:
         by_env.setdefault(obs.env.key, []).append(obs)
@@ -233,26 +237,33 @@ def _row(source, backend, path, label, group, twins, inferred, notes: _Notes) ->
     summary = _combine(per_env) if per_env else Summary((), (), "not measured")
     partial = not any(env.device == "cuda" for env in envs.values())
     row = Row(source, backend, path, label, summary, per_env, partial)
-    marks: dict[str, list[int]] = {column: [] for column in COLUMNS}
+    found: list[tuple[str, str]] = []  # (column, text), numbered below in column order
     if partial:
         devices = ", ".join(sorted({env.device for env in envs.values()}))
         # One shared note for every such row: the same words under each row would only repeat.
-        marks["implementation"].append(notes.add(
-            f"Partial evidence: measured on {devices} only, no cuda results; the GPU behaviour is not claimed here."))
+        found.append(("implementation", f"Partial evidence: measured on {devices} only, no cuda results; the GPU "
+                                        f"behaviour is not claimed here."))
+    if len(envs) < len(all_envs):
+        seen = "; ".join(env.short for env in all_envs if env.key in envs)
+        found.append(("implementation", f"{label}: seen only in {seen}."))
     if len({(s.modes, s.dtypes, s.fullgraph) for s in per_env.values()}) > 1:
         parts = [f"{envs[key].short}: modes {modes_text(s.modes)}; dtypes {dtypes_text(s.dtypes)}; "
                  f"fullgraph=True {s.fullgraph}" for key, s in per_env.items()]
-        marks["implementation"].append(notes.add(f"{label}: differs by environment (the row shows what works "
-                                                 f"in all of them). " + " | ".join(parts)))
+        found.append(("implementation", f"{label}: differs by environment (the row shows what works in all of "
+                                        f"them). " + " | ".join(parts)))
+    if path == "unknown":
+        found.append(("implementation", f"{label}: the profiled call of these cells showed neither a native grouped_mm "
+                                        f"kernel nor the fallback op, so which path ran is not known."))
     guessed = [obs for obs in group if inferred.get(id(obs))]
     if guessed:
-        marks["implementation"].append(notes.add(
-            f"{label}: {len(guessed)} failing cell(s) never reached the profiled call; their grouped_mm path is "
-            f"the one every passing cell of the same dtype and environment took."))
-    for column, text in _failure_notes(label, group):
+        found.append(("implementation", f"{label}: {len(guessed)} failing cell(s) never reached the profiled call; "
+                                        f"their grouped_mm path is the one every passing cell of the same dtype and "
+                                        f"environment took."))
+    found += _failure_notes(label, group)
+    found += [("modes", text) for text in _degraded_notes(label, group)]
+    marks: dict[str, list[int]] = {column: [] for column in COLUMNS}
+    for column, text in sorted(found, key=lambda item: COLUMNS.index(item[0])):
         marks[column].append(notes.add(text))
-    for text in _degraded_notes(label, group):
-        marks["modes"].append(notes.add(text))
     row.notes = {column: numbers for column, numbers in marks.items() if numbers}
     return row
 

@@ -32,6 +32,7 @@ def cell_spec(matrix: Matrix, cell: Cell) -> dict[str, Any]:
         "shape": {"tokens": list(shape.tokens), "hidden": shape.hidden, "intermediate": shape.intermediate,
                   "experts": shape.experts, "top_k": shape.top_k, "routing": shape.routing},
         "tolerance": matrix.tolerances.get(cell.dtype, 1e-2),
+        "max_recompiles": matrix.max_recompiles,
         "seed": zlib.crc32(cell.id.encode()) % 100_000,
     }
 
@@ -111,7 +112,8 @@ def main() -> int:
             problem, rel = _compare(out, oracle_forward(module, *args), tokens, shape["hidden"], dtype)
             if problem:
                 raise AssertionError(f"call {{call}} ({{tokens}} tokens): {{problem}}")
-            print(f"call {{call}} ({{tokens}} tokens): max relative error {{rel:.3g}} (tolerance {{SPEC['tolerance']:g}})")
+            print(f"call {{call}} ({{tokens}} tokens): max relative error {{rel:.3g}} "
+                  f"(tolerance {{SPEC['tolerance']:g}})")
             if rel > SPEC["tolerance"]:
                 raise AssertionError(f"call {{call}} ({{tokens}} tokens): max relative error {{rel:.3g}} > "
                                      f"tolerance {{SPEC['tolerance']:g}}")

@@ -30,6 +30,12 @@ def test_every_kind_of_change_and_which_ones_gate():
     assert "grew x9" in changes["d"].detail
 
 
+def test_a_different_grouped_mm_path_is_reported_without_gating():
+    before = _by_id(cell("g", path="fallback"))
+    (change,) = diff_cells(before, _by_id(cell("g", path=None)))
+    assert (change.kind, change.before, change.after, change.gating) == ("path_changed", "fallback", "not seen", False)
+
+
 def test_small_numbers_are_not_drift_and_partial_runs_are_not_removals():
     before = _by_id(cell("a", max_rel_error=1e-8), cell("b", compile_s=0.1), cell("c"))
     after = _by_id(cell("a", max_rel_error=9e-8), cell("b", compile_s=0.9))
@@ -75,20 +81,16 @@ def test_check_run_picks_the_baseline_of_the_environment(tmp_path):
 @pytest.mark.slow
 def test_run_with_baseline_exits_1_on_a_new_failure(tmp_path):
     axes = {"mode": ["uncompiled"], "fullgraph": [False]}
-    matrix = write_matrix(tmp_path / "matrix.yaml", matrix_doc({"subject": fixture_backend("healthy")}, axes=axes))
-    first = run_harness("run", "--matrix", str(matrix), "--out", str(tmp_path / "one"), "-n", "0")
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    baseline = tmp_path / "baseline.json"
-    assert run_harness("update-baseline", str(tmp_path / "one" / "results.json"), "--dir",
-                       str(tmp_path / "b")).returncode == 0
-    (path,) = (tmp_path / "b").iterdir()
-    path.rename(baseline)
-    # Same id, broken backend: the docs say pass (exit 1 anyway); the baseline names the change.
-    write_matrix(matrix, matrix_doc({"subject": fixture_backend("wrong_numerics")}, axes=axes))
-    second = run_harness("run", "--matrix", str(matrix), "--out", str(tmp_path / "two"), "-n", "0",
-                         "--baseline", str(baseline))
-    assert second.returncode == 1
-    assert "1 new_failure" in second.stdout and "user-subject-uncompiled-float32-cpu-prefill" in second.stdout
+    matrix = write_matrix(tmp_path / "matrix.yaml", matrix_doc({"subject": fixture_backend("wrong_numerics")},
+                                                               axes=axes))
+    cell_id = "user-subject-uncompiled-float32-cpu-prefill"
+    recorded = dict(cell("x", mode="uncompiled"), id=cell_id, source="user", backend="subject", shape="prefill")
+    # A baseline of another environment: an explicit file is compared cell by cell on the same device.
+    baseline = write(tmp_path / "baseline.json", doc([recorded], torch="2.0.0"))
+    proc = run_harness("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "-n", "0",
+                       "--baseline", baseline)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 new_failure" in proc.stdout and f"new_failure     {cell_id}: pass -> mismatch" in proc.stdout
     missing = run_harness("run", "--matrix", str(matrix), "--out", str(tmp_path / "three"), "--baseline",
                           str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and "no such baseline" in missing.stderr

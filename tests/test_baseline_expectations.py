@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from harness.cells import expand_cells, expectation_for
 from harness.matrix import load_matrix
-from tests.conftest import fixture_backend, matrix_doc, run_harness, write_matrix
+from harness.cli import main
+from tests.conftest import fixture_backend, matrix_doc, write_matrix
 from tests.test_report import doc, write
 
 RULES = [{"match": {"backend": "healthy", "fullgraph": True}, "expect": "fail", "reason": "docs: no fullgraph"}]
@@ -19,12 +20,21 @@ def _record(cell_id, status, error=None):
             "error": error, "signals": {}, "repro": ""}
 
 
+class _Proc:
+    """The exit code and output of one in-process CLI call (the subprocess would re-import torch each time)."""
+
+    def __init__(self, capsys, *args):
+        self.returncode = main(list(args))
+        captured = capsys.readouterr()
+        self.stdout, self.stderr = captured.out, captured.err
+
+
 def _matrix(tmp_path):
     return write_matrix(tmp_path / "matrix.yaml", matrix_doc({"healthy": fixture_backend("healthy")},
                                                              expectations=RULES))
 
 
-def test_unexpected_pass_and_regression_become_rules_then_nothing_changes(tmp_path):
+def test_unexpected_pass_and_regression_become_rules_then_nothing_changes(tmp_path, capsys):
     matrix = _matrix(tmp_path)
     fullgraph = "user-healthy-default-float32-fullgraph-cpu-prefill"
     partial = "user-healthy-default-float32-breaks-allowed-cpu-prefill"
@@ -32,9 +42,9 @@ def test_unexpected_pass_and_regression_become_rules_then_nothing_changes(tmp_pa
         _record(fullgraph, "pass"),  # docs say it fails: an improvement to accept
         _record(partial, "mismatch", {"type": "Mismatch", "message": "1 % off"}),  # docs say pass
         _record("user-healthy-uncompiled-float32-cpu-prefill", "pass")]))
-    check = run_harness("update-expectations", results, "--matrix", str(matrix), "--check")
+    check = _Proc(capsys, "update-expectations", results, "--matrix", str(matrix), "--check")
     assert check.returncode == 1 and f"+ {fullgraph}: expect: pass" in check.stdout
-    proc = run_harness("update-expectations", results, "--matrix", str(matrix))
+    proc = _Proc(capsys, "update-expectations", results, "--matrix", str(matrix))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"+ {partial}: expect: fail status: [mismatch]" in proc.stdout
     loaded = load_matrix(str(matrix), import_backends=False)
@@ -45,23 +55,23 @@ def test_unexpected_pass_and_regression_become_rules_then_nothing_changes(tmp_pa
     text = matrix.read_text()
     assert text.count("compile-matrix:measured-begin") == 1 and "docs: no fullgraph" in text
 
-    again = run_harness("update-expectations", results, "--matrix", str(matrix), "--check")
+    again = _Proc(capsys, "update-expectations", results, "--matrix", str(matrix), "--check")
     assert again.returncode == 0 and "already match" in again.stdout
 
     # The fullgraph cell fails again as the docs say: its generated rule goes, the other one stays.
     back = write(tmp_path / "back.json", doc([_record(fullgraph, "compile_error",
                                                       {"type": "Unsupported", "message": "graph break"})]))
-    proc = run_harness("update-expectations", back, "--matrix", str(matrix))
+    proc = _Proc(capsys, "update-expectations", back, "--matrix", str(matrix))
     assert proc.returncode == 0 and f"- {fullgraph}: agrees with the docs' rules again" in proc.stdout
     loaded = load_matrix(str(matrix), import_backends=False)
     rules = {cell.id: expectation_for(cell, loaded.rules) for cell in expand_cells(loaded)}
     assert rules[fullgraph].reason == "docs: no fullgraph" and rules[partial].statuses == ("mismatch",)
 
 
-def test_unknown_cells_and_bad_files_are_reported(tmp_path):
+def test_unknown_cells_and_bad_files_are_reported(tmp_path, capsys):
     matrix = _matrix(tmp_path)
     results = write(tmp_path / "r.json", doc([_record("user-other-default-float32-fullgraph-cpu-prefill", "pass")]))
-    proc = run_harness("update-expectations", results, "--matrix", str(matrix))
+    proc = _Proc(capsys, "update-expectations", results, "--matrix", str(matrix))
     assert proc.returncode == 0 and "skip user-other" in proc.stdout
-    proc = run_harness("update-expectations", str(tmp_path / "missing.json"), "--matrix", str(matrix))
+    proc = _Proc(capsys, "update-expectations", str(tmp_path / "missing.json"), "--matrix", str(matrix))
     assert proc.returncode == 2 and "missing.json" in proc.stderr

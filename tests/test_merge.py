@@ -25,7 +25,8 @@ def test_shards_join_and_agreeing_repeats_count_once(tmp_path):
 def test_two_different_observations_in_one_environment_are_flaky_not_overwritten(tmp_path):
     ok = cell("batched_mm")
     broken = cell("batched_mm", status="mismatch")
-    merged = merge(load_observations([write(tmp_path / "a.json", doc([ok])), write(tmp_path / "b.json", doc([broken]))]))
+    paths = [write(tmp_path / "a.json", doc([ok])), write(tmp_path / "b.json", doc([broken]))]
+    merged = merge(load_observations(paths))
     (item,) = merged.flaky
     assert item["id"] == ok["id"] and [o["status"] for o in item["observations"]] == ["pass", "mismatch"]
     merged_cell = merged.cells[(item["env"], ok["id"])]

@@ -142,7 +142,7 @@ def test_html_is_one_self_contained_page_with_every_failing_cell_explained(tmp_p
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page
     assert "src=" not in page and "href=\"http" not in page  # nothing fetched from elsewhere
     bad = "reference-batched_mm-default-float32-breaks-allowed-cpu-prefill"
-    assert f'class="c regression"' in page and f"#c-torch2.13.0-transformers5.17.0-cpu--{bad}" in page
+    assert 'class="c regression"' in page and f"#c-torch2.13.0-transformers5.17.0-cpu--{bad}" in page
     assert "max relative error 0.5" in page and f"--cell {bad}" in page and f"harness repro {bad}" in page
 
 
@@ -174,3 +174,19 @@ def test_report_commands_need_no_torch(tmp_path):
             f"sys.exit(main(['report', {results!r}, '--format', 'html', '--out', {str(tmp_path / 'r.html')!r}]))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_pass_whose_profile_shows_no_path_is_not_counted_as_native(tmp_path):
+    """torch 2.14.1's inductor hides the fallback op from the profiler: such cells get their own row."""
+    newer = [dict(c, signals={**c["signals"], "grouped_mm_path": None})
+             if c["backend"] == "grouped_mm" and c["signals"]["grouped_mm_path"] == "fallback" else c
+             for c in cpu_matrix()]
+    table = table_of(doc(cpu_matrix()), doc(newer, torch="2.14.1"), tmp_path=tmp_path)
+    rows = {row.label: row for row in table.rows}
+    assert rows["grouped_mm"].summary.dtypes == ("bfloat16",)
+    unknown = rows["grouped_mm (path not observed)"]
+    assert unknown.summary.dtypes == ("float16", "float32")
+    texts = [table.notes[n - 1] for n in unknown.notes["implementation"]]
+    assert any("seen only in torch 2.14.1" in t for t in texts)
+    assert any("seen only in torch 2.13.0" in table.notes[n - 1]
+               for n in rows["grouped_mm (fallback)"].notes["implementation"])

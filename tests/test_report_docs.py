@@ -66,3 +66,8 @@ def test_a_page_without_markers_is_bad_input(tmp_path):
     proc = run_harness("docs", "--update", str(page), results)
     assert proc.returncode == 2 and str(page) in proc.stderr and "compile-matrix:begin" in proc.stderr
     assert page.read_text() == "# no markers\n"
+
+
+def test_the_committed_support_page_matches_the_committed_baselines():
+    proc = run_harness("docs", "--check", "reports/support_table.md")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

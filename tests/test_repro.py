@@ -24,6 +24,7 @@ def _standalone(path, cwd, env=None):
                           env={**os.environ, **(env or {})}, check=False)
 
 
+@pytest.mark.slow
 def test_reference_failure_reproduces_with_only_torch(tmp_path):
     cell_id = "reference-eager-default-float32-fullgraph-cpu-decode"
     out = tmp_path / "repro.py"
@@ -37,6 +38,7 @@ def test_reference_failure_reproduces_with_only_torch(tmp_path):
     assert "data-dependent" in run.stderr and "torch._dynamo.exc" in run.stderr
 
 
+@pytest.mark.slow
 def test_script_builds_the_harness_weights_and_inputs(tmp_path):
     """Same seed, module and inputs: the script's per-call errors are the harness's, digit for digit."""
     from harness.cell_run import run_cell
