@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -81,3 +82,18 @@ def expectation_for(cell: Cell, rules: tuple[Rule, ...]) -> Expectation:
         return Expectation("pass")
     best = max(matching, key=lambda rule: rule.specificity)  # max keeps the first of equals: file order
     return Expectation(best.expect, best.statuses, best.error_match, best.reason, best.line)
+
+
+def cell_spec(matrix: Matrix, cell: Cell) -> dict[str, Any]:
+    """The JSON spec the executor needs to run one cell."""
+    backend = matrix.backends[cell.backend]
+    shape = matrix.shapes[cell.shape]
+    return {
+        "cell": cell.axis_values(), "impl": backend.impl,
+        "shape": {"tokens": list(shape.tokens), "hidden": shape.hidden, "intermediate": shape.intermediate,
+                  "experts": shape.experts, "top_k": shape.top_k, "routing": shape.routing},
+        "tolerance": matrix.tolerances.get(cell.dtype, 1e-2),
+        "max_recompiles": matrix.max_recompiles,
+        # Seed from the id, so a cell sees the same inputs in every run and on every worker.
+        "seed": zlib.crc32(cell.id.encode()) % 100_000,
+    }

@@ -98,6 +98,6 @@ _NAIVE_SCRIPT = "import json,sys; from harness.cell_run import run_cell; print(j
 
 
 def _spec_for(matrix, cell) -> dict[str, Any]:
-    from harness.plugin import cell_spec
+    from harness.cells import cell_spec
 
     return cell_spec(matrix, cell)

@@ -6,13 +6,12 @@ import json
 import os
 import shlex
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.cells import Cell, Expectation, expand_cells, expectation_for
+from harness.cells import Cell, Expectation, cell_spec, expand_cells, expectation_for
 from harness.errors import HarnessError
 from harness.executor import Executor
 from harness.matrix import Matrix, load_matrix
@@ -181,21 +180,6 @@ class CellItem(pytest.Item):
 
     def _spec(self) -> dict[str, Any]:
         return cell_spec(self.matrix, self.cell)
-
-
-def cell_spec(matrix: Matrix, cell: Cell) -> dict[str, Any]:
-    """The JSON spec the executor needs to run one cell."""
-    backend = matrix.backends[cell.backend]
-    shape = matrix.shapes[cell.shape]
-    return {
-        "cell": cell.axis_values(), "impl": backend.impl,
-        "shape": {"tokens": list(shape.tokens), "hidden": shape.hidden, "intermediate": shape.intermediate,
-                  "experts": shape.experts, "top_k": shape.top_k, "routing": shape.routing},
-        "tolerance": matrix.tolerances.get(cell.dtype, 1e-2),
-        "max_recompiles": matrix.max_recompiles,
-        # Seed from the id, so a cell sees the same inputs in every run and on every worker.
-        "seed": zlib.crc32(cell.id.encode()) % 100_000,
-    }
 
 
 def _failure_text(record: dict[str, Any]) -> str:

@@ -12,29 +12,13 @@ import ast
 import inspect
 import json
 import pprint
-import zlib
 from typing import Any
 
-from harness.cells import Cell
+from harness.cells import Cell, cell_spec
 from harness.errors import HarnessError
 from harness.matrix import Matrix
 
 _REFERENCE_MODULE = "backends.reference"
-
-
-def cell_spec(matrix: Matrix, cell: Cell) -> dict[str, Any]:
-    """The spec the harness sends to its executor for this cell (same seed, shape, tolerance)."""
-    backend = matrix.backends[cell.backend]
-    shape = matrix.shapes[cell.shape]
-    # Mirrors plugin.CellItem._spec: a seed from the id, so every machine builds the same weights and inputs.
-    return {
-        "cell": cell.axis_values(), "impl": backend.impl,
-        "shape": {"tokens": list(shape.tokens), "hidden": shape.hidden, "intermediate": shape.intermediate,
-                  "experts": shape.experts, "top_k": shape.top_k, "routing": shape.routing},
-        "tolerance": matrix.tolerances.get(cell.dtype, 1e-2),
-        "max_recompiles": matrix.max_recompiles,
-        "seed": zlib.crc32(cell.id.encode()) % 100_000,
-    }
 
 
 def script(matrix: Matrix, cell: Cell, observed: dict[str, Any] | None = None, env_label: str | None = None) -> str:
