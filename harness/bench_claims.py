@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.bench_config import MODES
+
 SOURCE = "transformers"  # the claims are about transformers' backends
 NAMES = ("eager", "batched_mm", "grouped_mm")
 SMALL_MAX = 16  # "small inputs": at most this many tokens
@@ -14,7 +16,8 @@ SIGNIFICANT = 1.5  # "significantly slower": at least 1.5x the other's median
 DEFINITIONS = (f"small inputs: <= {SMALL_MAX} tokens; larger inputs: >= {LARGE_MIN} tokens; decode: "
                f"{', '.join(map(str, DECODE_TOKENS))} tokens (one per sequence); a tie: medians within "
                f"{TIE:.0%}; significantly slower: >= {SIGNIFICANT}x the median. Backends are transformers' "
-               f"functions; comparisons are between backends under the same compile setting.")
+               f"functions; comparisons are between backends under the same compile setting; '-' = not measured "
+               f"(batched_mm: its weight copies would exceed the memory limit; other reasons are in the JSON).")
 
 
 @dataclass
@@ -30,9 +33,13 @@ class Claim:
     rows: list[tuple] = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"holds": 0, "tie": 0, "fails": 0})
 
-    def tally(self, outcome: str) -> None:
-        """Count one comparison: holds, tie or fails."""
+    by_mode: dict = field(default_factory=dict)
+
+    def tally(self, outcome: str, mode: str) -> None:
+        """Count one comparison (holds, tie or fails) under a compile setting."""
         self.counts[outcome] += 1
+        per_mode = self.by_mode.setdefault(mode, {"holds": 0, "tie": 0, "fails": 0})
+        per_mode[outcome] += 1
 
     def decide(self) -> None:
         """Verdict from the tally: true (no failure), false (no success), partly (both), untested (nothing)."""
@@ -46,6 +53,10 @@ class Claim:
         else:
             self.verdict = "partly"
         tally = f"{holds} of {holds + ties + fails} comparisons hold, {ties} ties, {fails} fail"
+        if len(self.by_mode) > 1:
+            tally += " (hold/tie/fail by compile setting: " + ", ".join(
+                f"{mode} {c['holds']}/{c['tie']}/{c['fails']}" for mode, c in
+                sorted(self.by_mode.items(), key=lambda kv: MODES.index(kv[0]) if kv[0] in MODES else 99)) + ")"
         self.summary = f"{tally}. {self.summary}".strip()
 
 
@@ -79,6 +90,32 @@ def fastest_outcome(times: dict[str, float], name: str) -> str | None:
     return "tie" if "tie" in results else "holds"
 
 
+def cudagraph_notes(doc: dict) -> list[str]:
+    """Per transformers item in a CUDA-graph mode: token counts run, CUDA-graph replays seen, skips, graph breaks."""
+    notes = []
+    for item in doc["items"]:
+        counters = item.get("compile_counters")
+        if item["mode"] in ("reduce-overhead", "max-autotune") and item["backend"].startswith(SOURCE) and counters:
+            points = [p for p in doc["points"] if p["status"] == "ok" and p["shape"] == item["shape"]
+                      and p["dtype"] == item["dtype"] and p["backend"] == item["backend"] and p["mode"] == item["mode"]]
+            replayed = sum(1 for p in points if p.get("cudagraph_launches"))
+            launches = (f"{replayed} of them launched CUDA graphs (cudaGraphLaunch in the profile)"
+                        if any("cudagraph_launches" in p for p in points) else "launches not recorded")
+            notes.append(f"{item['backend']} {item['mode']} {item['shape']} {item['dtype']}: {len(points)} token "
+                         f"counts ran, {launches}, {counters['cudagraph_skips']} CUDA-graph skips, "
+                         f"{counters['graph_breaks']} graph breaks")
+    return notes
+
+
+def grouped_mm_paths(doc: dict) -> list[str]:
+    """Which grouped_mm kernel transformers' grouped_mm ran (profiler evidence), per dtype and compile setting."""
+    paths: dict = {}
+    for point in doc["points"]:
+        if point["status"] == "ok" and point["backend"] == f"{SOURCE}:grouped_mm":
+            paths.setdefault((point["dtype"], point["mode"]), set()).add(point.get("grouped_mm_path") or "unknown")
+    return [f"{dtype} {mode}: {', '.join(sorted(found))}" for (dtype, mode), found in sorted(paths.items())]
+
+
 def check_all(docs: dict[str, dict]) -> list[Claim]:
     """Every claim that the results of each device can answer (docs: device -> results document)."""
     claims = []
@@ -109,7 +146,7 @@ def _fastest(table, device, name, in_range, title, quote) -> Claim:
             times = {n: by_name[n][tokens] for n in NAMES if tokens in by_name.get(n, {})}
             outcome = fastest_outcome(times, name) if in_range(tokens) else None
             if outcome:
-                claim.tally(outcome)
+                claim.tally(outcome, mode)
                 claim.rows.append((shape, dtype, mode, tokens, *_ms(times), outcome))
     claim.decide()
     return claim
@@ -131,7 +168,7 @@ def _crossover(table) -> Claim:
         first_grouped = min(later) if later else None
         clean = bool(batched_wins) and batched_wins == common[:len(batched_wins)] and first_grouped is not None
         outcome = "holds" if clean else "fails"
-        claim.tally(outcome)
+        claim.tally(outcome, mode)
         claim.rows.append((shape, dtype, mode, _tok(last_batched), _tok(first_grouped),
                            f"{common[0]}..{common[-1]}", outcome if clean else _why_no_crossover(batched_wins, common)))
     claim.summary = ("'holds' = batched_mm wins at the smallest token counts, grouped_mm at every larger one "
@@ -162,7 +199,7 @@ def _decode_switch(table) -> Claim:
             if grouped is None or batched is None:
                 continue
             outcome = {"faster": "holds", "tie": "tie", "slower": "fails"}[compare(batched, grouped)]
-            claim.tally(outcome)
+            claim.tally(outcome, mode)
             claim.rows.append((shape, dtype, mode, tokens, _fmt_ms(grouped), _fmt_ms(batched),
                                f"{grouped / batched:.2f}x", outcome))
     claim.rows += _decode_best_pairing(table)
@@ -207,7 +244,7 @@ def _significantly_slower(table) -> Claim:
                 outcome = "tie"  # slower, but not significantly
             else:
                 outcome = "fails"
-            claim.tally(outcome)
+            claim.tally(outcome, mode)
             claim.rows.append((shape, dtype, mode, tokens, *_ms(times), *_ratio(times, "eager"),
                                *_ratio(times, "grouped_mm"), outcome))
     claim.summary = "Here 'tie' means slower than both, but less than significantly."
@@ -237,7 +274,7 @@ def _eager_between(table) -> Claim:
             if "batched_mm" in times:
                 results.append(compare(times["eager"], times["batched_mm"]))
             outcome = "fails" if "slower" in results else ("tie" if "tie" in results else "holds")
-            claim.tally(outcome)
+            claim.tally(outcome, mode)
             claim.rows.append((shape, dtype, mode, tokens, *_ms(times), outcome))
     claim.decide()
     return claim
@@ -251,6 +288,8 @@ def _memory(doc: dict, device: str) -> Claim:
                   columns=("shape", "dtype", "mode", "tokens", "batched_mm MiB", "grouped_mm MiB", "eager MiB",
                            "ratio", "result"))
     peaks: dict = {}
+    predicted = {(p["shape"], p["dtype"]): p["predicted_gather_bytes"] / p["tokens"] for p in doc["points"]
+                 if p.get("predicted_gather_bytes")}
     for point in doc["points"]:
         if point["status"] == "ok" and point["source"] == SOURCE and point["mode"] in ("uncompiled", "default"):
             key = (point["shape"], point["dtype"], point["mode"])
@@ -261,15 +300,18 @@ def _memory(doc: dict, device: str) -> Claim:
         for tokens in sorted(set(batched) & set(grouped)):
             outcome = "holds" if batched[tokens] > grouped[tokens] * (1 + TIE) else (
                 "tie" if batched[tokens] >= grouped[tokens] / (1 + TIE) else "fails")
-            claim.tally(outcome)
+            claim.tally(outcome, mode)
             eager = by_name.get("eager", {}).get(tokens)
             claim.rows.append((shape, dtype, mode, tokens, _mib(batched[tokens]), _mib(grouped[tokens]),
                                _mib(eager) if eager is not None else "-",
                                f"{batched[tokens] / max(grouped[tokens], 1):.1f}x", outcome))
-        if mode == "uncompiled" and len(batched) >= 2 and len(grouped) >= 2:
-            slopes.append(f"{shape} {dtype}: batched_mm {_slope(batched) / 2**20:.2f} MiB/token, grouped_mm "
-                          f"{_slope(grouped) / 2**20:.3f} MiB/token")
-    claim.summary = ("Growth (least squares over tokens, uncompiled): " + "; ".join(slopes) + "." if slopes else "")
+        if len(batched) >= 2 and len(grouped) >= 2:
+            copies = predicted.get((shape, dtype))
+            slopes.append(f"{shape} {dtype} {mode}: batched_mm {_slope(batched) / 2**20:.3g} MiB/token"
+                          + (f" (its weight copies: {copies / 2**20:.3g} MiB/token)" if copies else "")
+                          + f", grouped_mm {_slope(grouped) / 2**20:.3g} MiB/token")
+    claim.summary = ("Growth of the peak with tokens (least-squares slope): " + "; ".join(slopes) + "."
+                     if slopes else "")
     claim.decide()
     return claim
 

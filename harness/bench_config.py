@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from harness.bench_results import TAG
 from harness.errors import HarnessError
 
 DEVICES = ("cpu", "cuda")
@@ -50,32 +51,37 @@ GPU_SHAPES = {
     "mixtral-8x7b": BenchShape("mixtral-8x7b", 4096, 14336, 8, 2,
                                "Mixtral-8x7B experts: hidden 4096, intermediate 14336, 8 experts, top-2"),
 }
-# Scaled down to finish on 2 shared CPU cores in a few minutes; expert count and top-k kept.
+# Scaled down to finish on 2 shared CPU cores in a few minutes; expert count and top-k kept. float32 first on
+# CPU: on this machine's AVX2 cores a bf16 torch.mm runs ~20x slower than an fp32 one (no native bf16 units).
 CPU_SHAPES = {
-    "qwen1.5-moe-cpu": BenchShape("qwen1.5-moe-cpu", 512, 352, 60, 4,
-                                  "Qwen1.5-MoE-A2.7B with hidden and intermediate / 4: 512, 352; 60 experts, top-4"),
-    "mixtral-cpu": BenchShape("mixtral-cpu", 512, 1792, 8, 2,
-                              "Mixtral-8x7B with hidden and intermediate / 8: 512, 1792; 8 experts, top-2"),
+    "qwen1.5-moe-cpu": BenchShape("qwen1.5-moe-cpu", 256, 176, 60, 4,
+                                  "Qwen1.5-MoE-A2.7B with hidden and intermediate / 8: 256, 176; 60 experts, top-4"),
+    "mixtral-cpu": BenchShape("mixtral-cpu", 256, 896, 8, 2,
+                              "Mixtral-8x7B with hidden and intermediate / 16: 256, 896; 8 experts, top-2"),
 }
 PRESET_SHAPES = {**GPU_SHAPES, **CPU_SHAPES}
 
 DEFAULTS = {
+    # The autotuning settings take minutes of compiling per item: a second run measures them (--tag autotune).
     "cuda": {"shapes": tuple(GPU_SHAPES), "tokens": (1, 4, 16, 64, 256, 1024, 4096, 16384),
-             "dtypes": ("bfloat16",), "modes": MODES, "budget_s": 420.0,
-             "target_s": 0.15, "min_reps": 10, "max_reps": 100, "max_call_s": 0.5},
+             "dtypes": ("bfloat16",), "modes": ("uncompiled", "default", "reduce-overhead"), "budget_s": 420.0,
+             "target_s": 0.15, "min_reps": 10, "max_reps": 100, "max_call_s": 0.5, "threads": None},
     "cpu": {"shapes": tuple(CPU_SHAPES), "tokens": (1, 4, 16, 64, 256, 1024),
-            "dtypes": ("bfloat16", "float32"), "modes": ("uncompiled", "default"), "budget_s": 300.0,
-            "target_s": 0.3, "min_reps": 5, "max_reps": 20, "max_call_s": 1.0},
+            "dtypes": ("float32", "bfloat16"), "modes": ("uncompiled", "default"), "budget_s": 420.0,
+            "target_s": 0.3, "min_reps": 5, "max_reps": 20, "max_call_s": 1.0, "threads": 1},
 }
 
 # Run order: the settings the documentation's claims are about come first, so a run cut short by its time
-# budget still answers them. Lower runs earlier; the second dtype comes later (uncompiled ones less so).
+# budget still answers them; the autotuning settings (minutes of compiling each on an H100) come last, each
+# backend's max-autotune right after its max-autotune-no-cudagraphs (it reuses the autotuning results). Lower runs
+# earlier; the second dtype comes later (uncompiled ones less so).
 _TIER = {
-    "transformers": {"uncompiled": 0, "default": 1, "reduce-overhead": 2, "max-autotune-no-cudagraphs": 3,
-                     "max-autotune": 5},
-    "reference": {"uncompiled": 4, "default": 6, "reduce-overhead": 7, "max-autotune-no-cudagraphs": 7,
+    "transformers": {"uncompiled": 0, "default": 1, "reduce-overhead": 2, "max-autotune-no-cudagraphs": 6,
+                     "max-autotune": 6},
+    "reference": {"uncompiled": 3, "default": 4, "reduce-overhead": 5, "max-autotune-no-cudagraphs": 8,
                   "max-autotune": 8},
 }
+AUTOTUNE_MODES = ("max-autotune-no-cudagraphs", "max-autotune")
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,10 @@ class BenchConfig:
     max_reps: int
     max_call_s: float
     memory_limit_bytes: int | None = None  # None: decided at run time from free memory
+    # CPU: 1 thread by default. On a shared 2-core machine, 2 OpenMP threads stall at every parallel region
+    # whenever the other core is busy (measured here: grouped_mm 10-30x slower than with 1 thread under load).
+    threads: int | None = None
+    tag: str | None = None  # results go to bench-<device>-<tag>.json
     seed: int = 0
     input_sets: int = 4
     extra: dict = field(default_factory=dict)
@@ -130,7 +140,7 @@ class BenchConfig:
 
 
 def make_config(device: str, *, shapes=None, tokens=None, dtypes=None, modes=None, backends=None,
-                budget_s=None, max_reps=None, memory_limit_gb=None, seed=0) -> BenchConfig:
+                budget_s=None, max_reps=None, memory_limit_gb=None, threads=None, tag=None, seed=0) -> BenchConfig:
     """Validated configuration: defaults per device, overridden by the arguments given (None = default)."""
     if device not in DEVICES:
         raise HarnessError(f"unknown device {device!r}", key="--device", allowed=", ".join(DEVICES))
@@ -156,13 +166,18 @@ def make_config(device: str, *, shapes=None, tokens=None, dtypes=None, modes=Non
         raise HarnessError(f"must be >= 1, got {max_reps}", key="--max-reps")
     if memory_limit_gb is not None and memory_limit_gb <= 0:
         raise HarnessError(f"must be > 0, got {memory_limit_gb}", key="--memory-limit-gb")
+    if tag is not None and not TAG.fullmatch(tag):
+        raise HarnessError(f"must be letters, digits or '_', got {tag!r}", key="--tag")
+    if threads is not None and threads < 1:
+        raise HarnessError(f"must be >= 1, got {threads}", key="--threads")
     max_reps = max_reps or base["max_reps"]
     return BenchConfig(
         device=device, shapes=tuple(parse_shape(spec) for spec in (shapes or base["shapes"])), tokens=tokens,
         dtypes=tuple(dtypes or base["dtypes"]), modes=modes, backends=tuple(backends or BACKENDS),
         budget_s=float(budget_s or base["budget_s"]), target_s=base["target_s"],
         min_reps=min(base["min_reps"], max_reps), max_reps=max_reps, max_call_s=base["max_call_s"],
-        memory_limit_bytes=None if memory_limit_gb is None else int(memory_limit_gb * 2**30), seed=seed)
+        memory_limit_bytes=None if memory_limit_gb is None else int(memory_limit_gb * 2**30),
+        threads=threads or base["threads"], tag=tag, seed=seed)
 
 
 def parse_shape(spec: str) -> BenchShape:
@@ -191,7 +206,8 @@ def plan_items(config: BenchConfig) -> list[Item]:
     backend_order = {backend: i for i, backend in enumerate(config.backends)}
 
     def rank(item: Item):
-        extra = config.dtypes.index(item.dtype) * (1 if item.mode == "uncompiled" else 4)
-        return (_TIER[item.source][item.mode] + extra, shape_order[item.shape], backend_order[item.backend])
+        extra = config.dtypes.index(item.dtype) * (0.5 if item.mode == "uncompiled" else 4)
+        return (_TIER[item.source][item.mode] + extra, shape_order[item.shape], backend_order[item.backend],
+                MODES.index(item.mode))
 
     return sorted(items, key=rank)

@@ -33,7 +33,7 @@ def plot_all(doc: dict, out_dir: str) -> list[str]:
     files = []
     for shape in _shapes(doc):
         files.append(_latency(doc, shape, os.path.join(out_dir, f"latency-{device}-{shape}.png")))
-        if any("roofline_fraction" in p for p in doc["points"] if p["shape"] == shape and p["status"] == "ok"):
+        if device == "cuda" and any("roofline_fraction" in p for p in doc["points"] if p["shape"] == shape):
             files.append(_roofline(doc, shape, os.path.join(out_dir, f"roofline-{device}-{shape}.png")))
     files.append(_memory(doc, os.path.join(out_dir, f"memory-{device}.png")))
     return [os.path.basename(path) for path in files]
@@ -71,9 +71,10 @@ def _latency(doc: dict, shape: str, path: str) -> str:
             for (name, mode), values in sorted(_series(doc, shape, dtype, source, "median_s").items()):
                 xs, ys = zip(*values)
                 ax.plot(xs, [y * 1e3 for y in ys], color=_COLORS[name], linestyle=_STYLES[mode],
-                        marker=_MARKERS[mode], markersize=4, label=f"{name} / {mode}")
-            _decorate(ax, f"{source} backends, {dtype}", "median latency per call (ms)")
+                        marker=_MARKERS[mode], markersize=4)
+            _decorate(ax, f"{source} backends, {dtype}", "median latency per call (ms)", doc["config"]["tokens"])
     fig.suptitle(_title(doc, shape), fontsize=10)
+    _legend(fig, doc["config"]["modes"])
     return _save(fig, path)
 
 
@@ -90,16 +91,20 @@ def _memory(doc: dict, path: str) -> str:
                 if mode in ("uncompiled", "default"):
                     xs, ys = zip(*values)
                     ax.plot(xs, [max(y, 1) / 2**20 for y in ys], color=_COLORS[name], linestyle=_STYLES[mode],
-                            marker=_MARKERS[mode], markersize=4, label=f"{name} / {mode}")
+                            marker=_MARKERS[mode], markersize=4)
             predicted = sorted({(p["tokens"], p["predicted_gather_bytes"]) for p in doc["points"]
                                 if p["shape"] == shape and p["dtype"] == dtype and "predicted_gather_bytes" in p})
             if predicted:
                 xs, ys = zip(*predicted)
-                ax.plot(xs, [y / 2**20 for y in ys], color="black", linestyle=":", linewidth=1,
-                        label="batched_mm weight copies (T*K*3*H*I*bytes)")
-            _decorate(ax, f"{shape}, {dtype}", "peak MiB allocated during a call")
+                ax.plot(xs, [y / 2**20 for y in ys], color="black", linestyle=":", linewidth=1)
+            _decorate(ax, f"transformers backends, {shape}, {dtype}", "peak MiB allocated during a call",
+                      doc["config"]["tokens"])
     env = doc["environment"]
-    fig.suptitle(f"Peak memory per call on {env.get('device_name')} ({doc['memory_method']})", fontsize=9)
+    fig.suptitle(f"Peak memory per call on {env.get('device_name')}\n({doc['memory_method']})", fontsize=9)
+    from matplotlib.lines import Line2D
+
+    copies = Line2D([], [], color="black", linestyle=":", label="batched_mm's weight copies: T*K*3*H*I*bytes")
+    _legend(fig, [m for m in ("uncompiled", "default") if m in doc["config"]["modes"]], extra=[copies])
     return _save(fig, path)
 
 
@@ -107,14 +112,15 @@ def _roofline(doc: dict, shape: str, path: str) -> str:
     """Fraction of the roofline time reached vs tokens (transformers backends), one panel per dtype."""
     plt = _pyplot()
     dtypes = doc["config"]["dtypes"]
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(7 * len(dtypes), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(max(10, 7 * len(dtypes)), 5), squeeze=False)
     for col, dtype in enumerate(dtypes):
         ax = axes[0][col]
         for (name, mode), values in sorted(_series(doc, shape, dtype, "transformers", "roofline_fraction").items()):
             xs, ys = zip(*values)
-            ax.plot(xs, ys, color=_COLORS[name], linestyle=_STYLES[mode], marker=_MARKERS[mode], markersize=4,
-                    label=f"{name} / {mode}")
-        _decorate(ax, f"transformers backends, {dtype}", "fraction of roofline (1 = at the ceiling)")
+            ax.plot(xs, ys, color=_COLORS[name], linestyle=_STYLES[mode], marker=_MARKERS[mode], markersize=4)
+        _decorate(ax, f"transformers backends, {dtype}", "fraction of roofline (1 = at the ceiling)",
+                  doc["config"]["tokens"])
+    _legend(fig, doc["config"]["modes"])
     ceilings = doc.get("ceilings") or {}
     fig.suptitle(_title(doc, shape) + f"\nceilings: copy {ceilings.get('copy_bytes_per_s', 0) / 1e12:.2f} TB/s, "
                  + ", ".join(f"{k} matmul {v / 1e12:.0f} TFLOP/s"
@@ -122,19 +128,35 @@ def _roofline(doc: dict, shape: str, path: str) -> str:
     return _save(fig, path)
 
 
-def _decorate(ax, title: str, ylabel: str) -> None:
+def _decorate(ax, title: str, ylabel: str, tokens) -> None:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ax.set_xticks(list(tokens), [str(t) for t in tokens])
+    ax.xaxis.set_minor_locator(_null_locator())
     ax.set_xlabel("tokens per call")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, ncol=2)
+
+
+def _null_locator():
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
+def _legend(fig, modes, extra=()) -> None:
+    """One legend under the panels: colour = backend, line style and marker = compile setting."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=color, linewidth=3, label=name) for name, color in _COLORS.items()]
+    handles += [Line2D([], [], color="gray", linestyle=_STYLES[m], marker=_MARKERS[m], label=m) for m in modes]
+    handles += list(extra)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
 
 
 def _save(fig, path: str) -> str:
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt
 

@@ -11,7 +11,8 @@ import torch
 
 from harness.bench_config import BenchConfig, BenchShape, Item
 from harness.bench_inputs import experts_hit, make_inputs
-from harness.bench_timing import peak_call_bytes, summarize, synchronize, time_calls
+from harness.bench_timing import cuda_peak_bytes, profile_call, summarize, synchronize, time_calls
+from harness.signals import grouped_mm_path
 
 
 @dataclass
@@ -89,10 +90,17 @@ def _measure(ctx, item, shape, module, fn, tokens, cudagraphs, dtype, element_si
     estimate_s = max(time.perf_counter() - start, 1e-6)
     rel_error = _relative_error(out, ctx.reference(shape, item.dtype, tokens, inputs[0]))
     del out
-    reps = min(config.max_reps, max(config.min_reps, math.ceil(config.target_s / estimate_s)))
-    samples = time_calls(call, reps, device, ctx.flush, None)
+    # Calls over the per-call limit are the item's last (see bench_run); 3 timed calls are enough for them.
+    min_reps = 3 if estimate_s > config.max_call_s else config.min_reps
+    reps = min(config.max_reps, max(min(min_reps, config.max_reps), math.ceil(config.target_s / estimate_s)))
+    samples = time_calls(call, reps, device, ctx.flush)
+    names, peak_bytes = profile_call(lambda: call(0), device)
+    if device == "cuda":
+        peak_bytes = cuda_peak_bytes(lambda: call(0))
     result = {"reps": reps, "first_call_s": first_call_s, **summarize(samples), "max_rel_error": rel_error,
-              "peak_bytes": peak_call_bytes(lambda: call(0), device)}
+              "peak_bytes": peak_bytes, "grouped_mm_path": grouped_mm_path(names)}
+    if cudagraphs:
+        result["cudagraph_launches"] = sum("cudaGraphLaunch" in name for name in names)
     weight_bytes = experts_hit(inputs) * shape.expert_params() * element_size
     result.update(_roofline(ctx.ceilings, item.dtype, weight_bytes, shape.flops(tokens), result["median_s"]))
     return result

@@ -5,18 +5,21 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.results import atomic_write_json
 
 SCHEMA = "bench/1"
+TAG = re.compile(r"[A-Za-z0-9_]+")
+_FILE = re.compile(r"bench-(cpu|cuda)(?:-[A-Za-z0-9_]+)?\.json")
 POINT_STATUSES = ("ok", "error", "oom", "skipped")
 
 
-def results_path(out_dir: str, device: str) -> str:
-    """Where a run on `device` writes its results."""
-    return os.path.join(out_dir, f"bench-{device}.json")
+def results_path(out_dir: str, device: str, tag: str | None = None) -> str:
+    """Where a run on `device` writes its results: bench-<device>.json, or bench-<device>-<tag>.json."""
+    return os.path.join(out_dir, f"bench-{device}{'-' + tag if tag else ''}.json")
 
 
 class BenchRecorder:
@@ -72,17 +75,17 @@ def load_bench(path: str) -> dict[str, Any]:
     return doc
 
 
-def find_results(folder: str) -> dict[str, str]:
-    """device -> path of the bench-<device>.json files in `folder`."""
+def find_results(folder: str) -> dict[str, list[str]]:
+    """device -> paths of its bench-<device>[-<tag>].json files in `folder` (untagged first, then by name)."""
     if not os.path.isdir(folder):
         raise HarnessError("no such folder", file=folder)
-    found = {}
-    for device in ("cpu", "cuda"):
-        path = results_path(folder, device)
-        if os.path.exists(path):
-            found[device] = path
+    found: dict[str, list[str]] = {}
+    for name in sorted(os.listdir(folder), key=lambda name: (name.count("-"), name)):
+        match = _FILE.fullmatch(name)
+        if match:
+            found.setdefault(match.group(1), []).append(os.path.join(folder, name))
     if not found:
-        raise HarnessError("no bench-cpu.json or bench-cuda.json here", file=folder)
+        raise HarnessError("no bench-cpu*.json or bench-cuda*.json here", file=folder)
     return found
 
 

@@ -22,8 +22,10 @@ from harness.bench_subjects import (
 )
 from harness.bench_timing import CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, cache_flusher, loadavg
 
-# First guesses of a compile setting's compile cost (s), replaced by the largest one seen in this run; an item
-# starts only if that much budget is left, so a run does not spend its end inside a compile it cannot finish.
+# First guesses of a compile setting's compile cost (s); an item starts only if its expected compile cost is
+# left in the budget, so a run does not spend its end inside a compile it cannot finish. The expectation is the
+# largest cost seen in this run for the same setting and backend (e.g. grouped_mm), else the largest of the guess
+# and every cost seen for the same setting.
 _COMPILE_GUESS_S = {"uncompiled": 0.0, "default": 30.0, "reduce-overhead": 30.0, "max-autotune-no-cudagraphs": 90.0,
                     "max-autotune": 120.0}
 _ITEM_MIN_S = 5.0
@@ -41,9 +43,11 @@ def run_bench(config: BenchConfig, out_dir: str, argv: list[str], progress: Call
     from harness.environment import collect
 
     device = config.device
+    if config.threads:
+        torch.set_num_threads(config.threads)
     flush, flush_bytes = cache_flusher(device)
     environment = {**collect((device,)), "torch_threads": torch.get_num_threads()}
-    recorder = BenchRecorder(results_path(out_dir, device), {
+    recorder = BenchRecorder(results_path(out_dir, device, config.tag), {
         "device": device, "argv": argv, "config": config.to_json(), "environment": environment,
         "protocol": PROTOCOL.format(sets=config.input_sets, flush_mib=flush_bytes / 2**20,
                                     timer="CUDA events" if device == "cuda" else "time.perf_counter"),
@@ -69,10 +73,12 @@ def _run(config: BenchConfig, recorder: BenchRecorder, flush, progress) -> None:
     """The measuring loop (see run_bench)."""
     started = time.monotonic()
     deadline = started + config.budget_s
-    ceilings = measure_ceilings(config.device, config.dtypes)
-    recorder.set("ceilings", ceilings)
-    progress(f"ceilings: copy {ceilings['copy_bytes_per_s'] / 1e9:.0f} GB/s, matmul "
-             + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in ceilings["matmul_flops_per_s"].items()))
+    ceilings = None
+    if config.device == "cuda":  # the roofline is a GPU notion here; CPU points keep their achieved rates
+        ceilings = measure_ceilings(config.device, config.dtypes)
+        recorder.set("ceilings", ceilings)
+        progress(f"ceilings: copy {ceilings['copy_bytes_per_s'] / 1e9:.0f} GB/s, matmul "
+                 + ", ".join(f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in ceilings["matmul_flops_per_s"].items()))
     memory_limit = config.memory_limit_bytes or _default_memory_limit(config.device)
     recorder.set("memory_limit_bytes", memory_limit)
     modules: dict[tuple[str, str], object] = {}
@@ -93,7 +99,7 @@ def _run(config: BenchConfig, recorder: BenchRecorder, flush, progress) -> None:
     for number, item in enumerate(items, 1):
         shape = shapes[item.shape]
         left = deadline - time.monotonic()
-        needed = compile_cost[item.mode] + _ITEM_MIN_S
+        needed = observed.get((item.mode, item.name), compile_cost[item.mode]) + _ITEM_MIN_S
         if left < needed:
             recorder.add_item(_item_record(item, "skipped", f"time budget: ~{needed:.0f} s needed, {left:.0f} s left"))
             continue
@@ -103,8 +109,9 @@ def _run(config: BenchConfig, recorder: BenchRecorder, flush, progress) -> None:
         label = f"[{number}/{len(items)} {time.monotonic() - started:4.0f}s/{config.budget_s:.0f}s] {item.label()}"
         record = _run_item(ctx, item, shape, modules[key], deadline, recorder, progress, label)
         if record.get("compile_s"):
-            observed[item.mode] = max(observed.get(item.mode, 0.0), record["compile_s"])
-            compile_cost[item.mode] = observed[item.mode]
+            cost_key = (item.mode, item.name)
+            observed[cost_key] = max(observed.get(cost_key, 0.0), record["compile_s"])
+            compile_cost[item.mode] = max(compile_cost[item.mode], record["compile_s"])
         recorder.add_item(record)
 
 
@@ -121,6 +128,7 @@ def _run_item(ctx: PointContext, item: Item, shape: BenchShape, module, deadline
         progress(f"{label}: skipped ({exc})")
         return _item_record(item, "skipped", str(exc))
     started, compile_s, stop_reason, statuses = time.monotonic(), 0.0, None, []
+    counters_before = _compile_counters()
     cudagraphs = uses_cudagraphs(item, device)
     for tokens in ctx.config.tokens:
         if stop_reason is None and time.monotonic() > deadline:
@@ -142,11 +150,24 @@ def _run_item(ctx: PointContext, item: Item, shape: BenchShape, module, deadline
     record = _item_record(item, "done" if statuses and set(statuses) == {"ok"} else "partial", stop_reason)
     record.update(duration_s=round(time.monotonic() - started, 2), compile_s=round(compile_s, 2),
                   loadavg_before=before, loadavg_after=loadavg())
+    if item.mode != "uncompiled":
+        after = _compile_counters()
+        record["compile_counters"] = {key: after[key] - counters_before[key] for key in after}
     if device == "cuda":
         # Memory the item kept after its calls: CUDA graph pools, compiled kernels' workspaces, cached outputs.
         record["retained_bytes"] = torch.cuda.memory_allocated() - allocated_before
     del fn
     return record
+
+
+def _compile_counters() -> dict[str, int]:
+    """torch._dynamo's running counts: graphs compiled, graph breaks, CUDA-graph skips (0 skips in a CUDA-graph
+    mode means every compiled graph ran as a CUDA graph; TORCH_LOGS=perf_hints prints the reasons of skips)."""
+    from torch._dynamo.utils import counters
+
+    return {"unique_graphs": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(counters["graph_break"].values())),
+            "cudagraph_skips": int(counters["inductor"]["cudagraph_skips"])}
 
 
 def _item_record(item: Item, status: str, reason: str | None) -> dict:

@@ -61,29 +61,24 @@ def _cpu_llc_bytes() -> int:
     return best or 32 * 2**20
 
 
-def time_calls(call: Callable[[int], object], reps: int, device: str, flush: Callable[[], None],
-               before_call: Callable[[], None] | None = None) -> list[float]:
+def time_calls(call: Callable[[int], object], reps: int, device: str, flush: Callable[[], None]) -> list[float]:
     """Seconds of `reps` calls `call(rep)`, each after a cache flush on an idle device (launch overhead counts)."""
     if device == "cuda":
-        return _time_cuda(call, reps, flush, before_call)
+        return _time_cuda(call, reps, flush)
     samples = []
     for rep in range(reps):
         flush()
-        if before_call:
-            before_call()
         start = time.perf_counter()
         call(rep)
         samples.append(time.perf_counter() - start)
     return samples
 
 
-def _time_cuda(call, reps, flush, before_call) -> list[float]:
+def _time_cuda(call, reps, flush) -> list[float]:
     """CUDA events around each call; the device is synchronised before each, so CPU launch time is included."""
     pairs = []
     for rep in range(reps):
         flush()
-        if before_call:
-            before_call()
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -108,30 +103,34 @@ def _quantile(ordered: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def peak_call_bytes(call: Callable[[], object], device: str) -> int:
-    """Peak bytes allocated during one call beyond what was allocated before it (see the *_MEMORY_METHOD notes)."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        out = call()
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-        del out
-        return int(peak)
-    return _cpu_peak_bytes(call)
+def cuda_peak_bytes(call: Callable[[], object]) -> int:
+    """Peak bytes allocated on the GPU during one call beyond what was allocated before it (CUDA_MEMORY_METHOD)."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    out = call()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    del out
+    return int(peak)
 
 
-def _cpu_peak_bytes(call: Callable[[], object]) -> int:
+def profile_call(call: Callable[[], object], device: str) -> tuple[list[str], int | None]:
+    """One call under torch.profiler: the names of its events, and on CPU its peak bytes (CPU_MEMORY_METHOD)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities, profile_memory=device == "cpu") as prof:
         out = call()
+        synchronize(device)
     del out
+    names = [event.name() for event in prof.profiler.kineto_results.events()]
+    if device != "cpu":
+        return names, None
     records = [event for event in prof.profiler.kineto_results.events() if event.name() == "[memory]"
                and event.device_type() == torch.autograd.DeviceType.CPU]
     running = peak = 0
     for event in sorted(records, key=lambda event: event.start_ns()):
         running += event.nbytes()
         peak = max(peak, running)
-    return int(peak)
+    return names, int(peak)

@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     bench.add_argument("--backends", type=_csv, default=None,
                        help="source:name, e.g. transformers:grouped_mm,reference:eager (default: all six)")
     bench.add_argument("--budget-s", type=float, default=None,
-                       help="time budget for measuring, seconds (default: 420 on cuda, 300 on cpu); items that "
+                       help="time budget for measuring, seconds (default: 420 on cuda and on cpu); items that "
                             "do not fit are recorded as skipped")
     bench.add_argument("--max-reps", type=int, default=None, help="most timed calls per point")
     bench.add_argument("--memory-limit-gb", type=float, default=None,
