@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from harness import transformers_src
+
 _READY_TIMEOUT_S = 300
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,7 +83,9 @@ class Executor:
         os.makedirs(self.log_dir, exist_ok=True)
         self._log_path = os.path.join(self.log_dir, f"executor-{self.name}-{self._starts}.log")
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
+        # --transformers-src: that tree first, so `import transformers` finds it before the installed package.
+        src = env.get(transformers_src.ENV_VAR)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, _REPO_ROOT, env.get("PYTHONPATH")]))
         env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no compile-worker pool per executor
         env["PYTHONFAULTHANDLER"] = "1"  # a segfault prints a Python traceback into the log
         if self.threads:

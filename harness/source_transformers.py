@@ -71,7 +71,7 @@ def load_subject(spec: dict[str, Any], device, dtype) -> Subject:
     init_experts(module, spec["seed"])
     module.to(device=device, dtype=dtype)
     name = type(module).__name__
-    with tf_dispatch.spy(None, {name: module}) as log:
+    with tf_dispatch.spy({name: module}) as log:
         try:
             _probe(module, shape, fam.dense_routing, device, dtype, spec["seed"])
         except Exception:  # noqa: BLE001 - only the dispatch matters here; the cell's calls report errors

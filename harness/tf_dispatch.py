@@ -20,11 +20,9 @@ class MisDispatch(RuntimeError):
 class DispatchLog:
     """What one spied call did: per experts module (by name), the interface functions its forward called."""
 
-    def __init__(self, names: dict[int, str]):
-        self._names = names
+    def __init__(self):
         self.modules: list[str] = []  # experts modules called, in call order
         self.interface: dict[str, list[str]] = {}  # module name -> interface keys its forward called
-        self._current: list[str] = []
 
     def ran(self) -> dict[str, str]:
         """module name -> the implementation that ran: the interface key called, or 'eager' if none was."""
@@ -36,26 +34,27 @@ class DispatchLog:
 
 
 @contextlib.contextmanager
-def spy(model: Any, experts_modules: dict[str, Any]) -> Iterator[DispatchLog]:
+def spy(experts_modules: dict[str, Any]) -> Iterator[DispatchLog]:
     """Record which ExpertsInterface function each experts module's forward calls inside the block."""
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-    log = DispatchLog({id(module): name for name, module in experts_modules.items()})
+    log = DispatchLog()
+    names = {id(module): name for name, module in experts_modules.items()}
     stack: list[str] = []
 
-    def pre_hook(module, args, kwargs=None):
-        name = log._names[id(module)]
+    def _pre_hook(module, args):
+        name = names[id(module)]
         log.modules.append(name)
         stack.append(name)
 
-    def post_hook(module, args, output):
+    def _post_hook(module, args, output):
         if stack:
             stack.pop()
 
     handles = []
     for module in experts_modules.values():
-        handles.append(module.register_forward_pre_hook(pre_hook))
-        handles.append(module.register_forward_hook(post_hook))
+        handles.append(module.register_forward_pre_hook(_pre_hook))
+        handles.append(module.register_forward_hook(_post_hook))
     saved = []
     try:
         for mapping in (ALL_EXPERTS_FUNCTIONS._global_mapping, ALL_EXPERTS_FUNCTIONS._local_mapping):
@@ -73,13 +72,13 @@ def spy(model: Any, experts_modules: dict[str, Any]) -> Iterator[DispatchLog]:
 def _recording(key: str, fn, log: DispatchLog, stack: list[str]):
     """`fn` that first notes, for the experts module being called, that interface key `key` ran."""
 
-    def wrapper(*args, **kwargs):
+    def _wrapper(*args, **kwargs):
         owner = stack[-1] if stack else "(no experts module)"
         log.interface.setdefault(owner, []).append(key)
         return fn(*args, **kwargs)
 
-    wrapper.__wrapped__ = fn
-    return wrapper
+    _wrapper.__wrapped__ = fn
+    return _wrapper
 
 
 def check(log: DispatchLog, expected: dict[str, str], where: str) -> None:

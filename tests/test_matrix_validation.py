@@ -20,7 +20,7 @@ def _error(tmp_matrix, doc) -> HarnessError:
 
 def test_the_shipped_matrix_is_valid():
     matrix = load_matrix("matrix.yaml")
-    assert set(matrix.backends) == {"eager", "batched_mm", "grouped_mm"}
+    assert {"eager", "batched_mm", "grouped_mm"} <= set(matrix.backends)  # + transformers' (issue 3)
     assert matrix.axes["mode"] == ("uncompiled", "default", "reduce-overhead", "max-autotune",
                                    "max-autotune-no-cudagraphs")
 
