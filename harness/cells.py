@@ -74,10 +74,14 @@ def expand_cells(matrix: Matrix) -> list[Cell]:
     return cells
 
 
-def expectation_for(cell: Cell, rules: tuple[Rule, ...]) -> Expectation:
-    """The most specific matching rule's claim, or the default `pass` (ties were rejected at load time)."""
+def expectation_for(cell: Cell, rules: tuple[Rule, ...], capability: tuple[int, int] | None = None) -> Expectation:
+    """The most specific matching rule's claim, or the default `pass` (ties were rejected at load time).
+
+    `capability` is this machine's CUDA compute capability; rules with a condition on it apply to cuda cells
+    only when it is known and satisfied.
+    """
     values = cell.axis_values()
-    matching = [rule for rule in rules if rule.matches(values)]
+    matching = [rule for rule in rules if rule.matches(values, capability if cell.device == "cuda" else None)]
     if not matching:
         return Expectation("pass")
     best = max(matching, key=lambda rule: rule.specificity)  # max keeps the first of equals: file order

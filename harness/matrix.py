@@ -28,7 +28,8 @@ RULE_KEYS = ("source", "backend") + AXES
 _TOP_KEYS = ("schema", "backends", "axes", "shapes", "tolerances", "time_limit_s", "max_recompiles",
              "memory_limit_gb", "expectations")
 _SHAPE_KEYS = ("tokens", "hidden", "intermediate", "experts", "top_k", "routing")
-_RULE_FIELDS = ("match", "expect", "status", "error_match", "reason")
+_RULE_FIELDS = ("match", "expect", "status", "error_match", "compute_capability", "reason")
+_CAPABILITY = re.compile(r"\s*(>=|<=|==|>|<)\s*(\d+)\.(\d+)\s*")
 
 
 @dataclass(frozen=True)
@@ -68,19 +69,35 @@ class Rule:
     error_match: str | None
     reason: str
     line: int
+    compute_capability: str | None = None  # e.g. ">=9.0": the rule holds only on such CUDA devices
 
     @property
     def specificity(self) -> int:
-        """How many axes the rule names: the most specific matching rule wins."""
-        return len(self.match)
+        """How many axes (and conditions) the rule names: the most specific matching rule wins."""
+        return len(self.match) + (self.compute_capability is not None)
 
-    def matches(self, values: dict[str, Any]) -> bool:
-        """True when every named axis of the rule admits the cell's value."""
-        return all(values.get(axis) in allowed for axis, allowed in self.match)
+    def matches(self, values: dict[str, Any], capability: tuple[int, int] | None = None,
+                ignore_capability: bool = False) -> bool:
+        """True when every named axis admits the cell's value and the device meets the capability condition."""
+        if not all(values.get(axis) in allowed for axis, allowed in self.match):
+            return False
+        if self.compute_capability is None or ignore_capability:
+            return True
+        return capability is not None and capability_satisfies(capability, self.compute_capability)
 
     def same_claim(self, other: "Rule") -> bool:
-        """True when two rules expect the same thing (so a tie between them is harmless)."""
+        """True when two rules expect the same thing, or hold on different devices (a tie is then harmless)."""
+        if self.compute_capability != other.compute_capability:
+            return True
         return (self.expect, self.statuses, self.error_match) == (other.expect, other.statuses, other.error_match)
+
+
+def capability_satisfies(capability: tuple[int, int], condition: str) -> bool:
+    """Whether a (major, minor) compute capability meets a condition such as '>=9.0'."""
+    op, major, minor = _CAPABILITY.fullmatch(condition).groups()
+    wanted = (int(major), int(minor))
+    return {">=": capability >= wanted, "<=": capability <= wanted, "==": capability == wanted,
+            ">": capability > wanted, "<": capability < wanted}[op]
 
 
 @dataclass(frozen=True)
@@ -367,8 +384,16 @@ def _parse_rules(v: _Validator, top: LineDict, backends: dict[str, Backend],
         reason = entry.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             v.fail("every rule needs a reason", entry.key_lines.get("reason", entry.line), f"{key}.reason")
+        capability = entry.get("compute_capability")
+        if capability is not None:
+            if not isinstance(capability, str) or not _CAPABILITY.fullmatch(capability):
+                v.fail(f"must look like '>=9.0', got {capability!r}", entry.key_lines["compute_capability"],
+                       f"{key}.compute_capability", ">=, >, ==, <, <= and MAJOR.MINOR")
+            if dict(parsed_match).get("device") != ("cuda",):
+                v.fail("a compute_capability condition needs `device: cuda` in match",
+                       entry.key_lines["compute_capability"], f"{key}.compute_capability")
         rules.append(Rule(tuple(parsed_match), expect, statuses, error_match, " ".join(reason.split()),
-                          entry.line))
+                          entry.line, capability))
     return tuple(rules)
 
 
@@ -378,7 +403,7 @@ def _check_rules_against_cells(v: _Validator, matrix: Matrix):
     used: set[int] = set()
     for cell in expand_cells(matrix):
         values = cell.axis_values()
-        matching = [rule for rule in matrix.rules if rule.matches(values)]
+        matching = [rule for rule in matrix.rules if rule.matches(values, ignore_capability=True)]
         if not matching:
             continue
         top = max(rule.specificity for rule in matching)

@@ -102,7 +102,7 @@ class MatrixFile(pytest.File):
             index, count = (int(part) for part in opt("--matrix-shard").split("/"))
             selected = selected[index - 1::count]
         for cell in selected:
-            expected = expectation_for(cell, matrix.rules)
+            expected = expectation_for(cell, matrix.rules, _cuda_capability())
             item = CellItem.from_parent(self, name=cell.id, cell=cell, expected=expected, matrix=matrix)
             for keyword in (cell.source, cell.backend, cell.mode, cell.dtype, cell.device, cell.shape, cell.layout,
                             cell.scope, cell.phase):
@@ -191,6 +191,15 @@ def _failure_text(record: dict[str, Any]) -> str:
             lines.append(f"  cause: {error['cause']}")
     lines.append(f"  repro: {record['repro']}")
     return "\n".join(lines)
+
+
+def _cuda_capability() -> tuple[int, int] | None:
+    """This machine's CUDA compute capability, or None without a GPU."""
+    if not _cuda_available():
+        return None
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(0))
 
 
 def _cuda_available() -> bool:

@@ -98,3 +98,28 @@ def test_backend_only_limits_its_cells(tmp_matrix):
     matrix = load_matrix(str(tmp_matrix(matrix_doc(backends))))
     narrow = [c.id for c in expand_cells(matrix) if c.backend == "narrow"]
     assert narrow == ["user-narrow-uncompiled-float32-cpu-prefill"]
+
+
+def test_compute_capability_rules_apply_only_on_matching_gpus(tmp_matrix):
+    rules = [{"match": {"backend": "healthy", "device": "cuda"}, "expect": "fail", "reason": "docs"},
+             {"match": {"backend": "healthy", "device": "cuda"}, "compute_capability": ">=9.0", "expect": "pass",
+              "reason": "measured on sm90"}]
+    matrix = _matrix(tmp_matrix, rules, device=["cpu", "cuda"])
+    cell = next(c for c in expand_cells(matrix) if c.backend == "healthy" and c.device == "cuda")
+    assert expectation_for(cell, matrix.rules, (9, 0)).reason == "measured on sm90"
+    assert expectation_for(cell, matrix.rules, (8, 0)).reason == "docs"
+    assert expectation_for(cell, matrix.rules, None).reason == "docs"  # no GPU: no evidence, docs claim stands
+    cpu = next(c for c in expand_cells(matrix) if c.backend == "healthy" and c.device == "cpu")
+    assert expectation_for(cpu, matrix.rules, (9, 0)).expect == "pass"
+
+
+@pytest.mark.parametrize("rule, needle", [
+    ({"match": {"device": "cuda"}, "compute_capability": "9.0", "expect": "pass", "reason": "r"}, "must look like"),
+    ({"match": {"mode": "default"}, "compute_capability": ">=9.0", "expect": "pass", "reason": "r"}, "device: cuda"),
+])
+def test_bad_compute_capability_condition(tmp_matrix, rule, needle):
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError) as info:
+        _matrix(tmp_matrix, [rule], device=["cpu", "cuda"])
+    assert needle in str(info.value) and "compute_capability" in str(info.value)
