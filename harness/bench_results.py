@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.results import atomic_write_json
+from harness.results import atomic_write_json, read_json
 
 SCHEMA = "bench/1"
 TAG = re.compile(r"[A-Za-z0-9_]+")
@@ -55,13 +55,7 @@ class BenchRecorder:
 
 def load_bench(path: str) -> dict[str, Any]:
     """Read and check one results file; problems are HarnessErrors naming the file."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except OSError as exc:
-        raise HarnessError(f"cannot read: {exc.strerror}", file=path) from None
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"not JSON: {exc.msg}", file=path, line=exc.lineno) from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise HarnessError(f"not a benchmark results file (schema {SCHEMA!r} expected)", file=path, key="schema")
     for key in ("device", "config", "environment", "points", "items"):

@@ -78,14 +78,7 @@ def atomic_write_json(path: str, doc: Any) -> None:
 
 def read_results(path: str) -> dict[str, Any]:
     """Load and check a results file; any problem is a HarnessError naming the file and what is wrong."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except OSError as exc:
-        raise HarnessError(f"cannot read results: {exc.strerror}", file=path) from None
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"not valid JSON (truncated or corrupt?): {exc.msg} at column {exc.colno}",
-                           file=path, line=exc.lineno) from None
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise HarnessError("a results file is a JSON object", file=path)
     schema = doc.get("schema")
@@ -115,6 +108,18 @@ def read_results(path: str) -> dict[str, Any]:
             raise HarnessError(f"unknown verdict {cell['verdict']!r}", file=path, key=f"cells[{i}].verdict",
                                allowed=", ".join(sorted(verdicts)))
     return doc
+
+
+def read_json(path: str) -> Any:
+    """Parse a JSON file; unreadable or corrupt files become one HarnessError naming the file and line."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise HarnessError(f"cannot read: {exc.strerror}", file=path) from None
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"not valid JSON (truncated or corrupt?): {exc.msg} at column {exc.colno}",
+                           file=path, line=exc.lineno) from None
 
 
 def _now() -> str:

@@ -227,7 +227,7 @@ def test_runs_of_one_device_merge(tmp_path):
 def test_bad_results_files_are_harness_errors(tmp_path):
     bad = tmp_path / "bench-cpu.json"
     bad.write_text("{not json")
-    with pytest.raises(HarnessError, match="not JSON"):
+    with pytest.raises(HarnessError, match="not valid JSON"):
         load_bench(str(bad))
     bad.write_text(json.dumps({"schema": "other"}))
     with pytest.raises(HarnessError, match="not a benchmark results file"):
