@@ -45,3 +45,11 @@ def benchmark(session: nox.Session, torch: str) -> None:
     _install(session, torch)
     session.install("-e", ".[bench]")  # matplotlib, for the plots
     session.run("python", "-m", "harness", "bench", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("torch", TORCH_VERSIONS)
+def speed(session: nox.Session, torch: str) -> None:
+    """Time the harness itself (cold, warm, vs process-per-cell); arguments after -- go to `harness speed`."""
+    _install(session, torch)
+    session.run("python", "-m", "harness", "speed", *session.posargs)
