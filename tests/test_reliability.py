@@ -18,7 +18,7 @@ from harness.results import read_results
 from tests.conftest import REPO_ROOT, fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 CLEAN = ["state_sensitive", "healthy"]
-FAULTY = ["leak_global_state", "leak_thread", "abort", "state_sensitive", "healthy"]
+FAULTY = ["leak_global_state", "leak_thread", "leak_process", "abort", "state_sensitive", "healthy"]
 AXES = {"mode": ["uncompiled", "default"], "shape": ["decode", "prefill"]}
 COMPARED = ("status", "verdict", "max_rel_error", "error_type", "graph_breaks")
 
@@ -71,7 +71,23 @@ def test_leaks_are_recorded_on_the_cell_that_leaked(runs):
         assert any(needle in item for item in leaked), (needle, leaked)
     thread = cells["user-leak_thread-uncompiled-float32-cpu-prefill"]["signals"]["leaked_state"]
     assert any("fixture-leaked-thread" in item for item in thread)
+    process = cells["user-leak_process-uncompiled-float32-cpu-prefill"]["signals"]["leaked_state"]
+    assert any("child processes left running" in item for item in process)
     assert cells["user-abort-uncompiled-float32-cpu-prefill"]["status"] == "crash"
+
+
+@pytest.mark.slow
+def test_parallel_workers_write_one_complete_results_file(runs):
+    cells = runs[("faulty", 2)]
+    per_backend = 3 * len(AXES["shape"])  # per shape: uncompiled, default fullgraph, default breaks-allowed
+    assert len(cells) == per_backend * len(FAULTY)
+    assert all(cell["status"] for cell in cells.values())
+
+
+def test_no_shell_true_anywhere_in_the_harness():
+    """Commands are argv lists: nothing from cell ids, messages or config reaches a shell."""
+    offenders = [str(path) for path in (REPO_ROOT / "harness").glob("*.py") if "shell=True" in path.read_text()]
+    assert offenders == []
 
 
 @pytest.mark.slow
@@ -159,3 +175,15 @@ def test_bad_results_files_get_one_clear_error(tmp_path, text, needle):
 def test_resume_without_results_is_a_usage_error(tmp_path):
     proc = run_harness("run", "--resume", "--out", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+
+
+def test_html_escapes_what_comes_from_exception_messages(tmp_path):
+    from tests.test_report import CLAIMS, cell, cpu_matrix, doc, render, write
+
+    hostile = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+    cells = cpu_matrix()
+    cells.append(cell("batched_mm", "default", "float32", False, shape="prefill", status="runtime_error",
+                      error={"type": "RuntimeError", "message": hostile}))
+    page = render([write(tmp_path / "r.json", doc(cells))], "html", None, CLAIMS, "cmd")
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;" in page and "&amp;" in page
