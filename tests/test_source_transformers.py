@@ -290,9 +290,9 @@ def test_cli_runs_transformers_cells_from_a_source_tree(tmp_path):
     tree = tmp_path / "src"
     _link_dir(installed_package(), str(tree / "transformers"), skip=set())
     cells = ["transformers-tf_batched_mm-uncompiled-float32-cpu-decode-gpt_oss",
-             "transformers-tf_grouped_mm-default-bfloat16-fullgraph-cpu-decode-non_gated",
+             "transformers-tf_grouped_mm_families-default-bfloat16-fullgraph-cpu-decode-non_gated",
              "transformers-tf_eager-default-float32-fullgraph-cpu-decode",
-             "transformers-tf_grouped_mm-uncompiled-float32-cpu-prefill-deepseek_v2"]
+             "transformers-tf_grouped_mm_families-uncompiled-float32-cpu-prefill-deepseek_v2"]
     proc = run_harness("run", "--source", "transformers", "--transformers-src", str(tree), "--out",
                        str(tmp_path / "out"), "-n", "1", *[arg for cell in cells for arg in ("--cell", cell)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
