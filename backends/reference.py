@@ -73,12 +73,6 @@ def _post_norm(module, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, is_transposed: bool) -> torch.Tensor:
-    """One expert's projection: weight is [out, in], or [in, out] when transposed."""
-    out = x @ weight if is_transposed else F.linear(x, weight)
-    return out if bias is None else out + bias
-
-
 def eager_experts_forward(module, hidden_states, top_k_index, top_k_weights):
     """Per-expert loop over the experts that received tokens, like transformers' eager experts."""
     weights = _slot_weights(module, top_k_index, top_k_weights)
@@ -93,20 +87,23 @@ def eager_experts_forward(module, hidden_states, top_k_index, top_k_weights):
         expert_mask = F.one_hot(top_k_index, num_classes=module.num_experts).permute(2, 1, 0)
         expert_hit = torch.greater(expert_mask.sum(dim=(-1, -2)), 0).nonzero()
 
+    # The loop body is written inline, as in transformers' eager experts: under torch.compile the loop
+    # runs eagerly after the graph break and every Python function it calls is compiled as a frame of
+    # its own, so helper functions here would add compiled frames (and recompiles) transformers has not.
     for hit in expert_hit:
         expert = hit[0]
         slot, token = torch.where(expert_mask[expert])
-        proj = _linear(
-            hidden_states[token], up_weight[expert], None if up_bias is None else up_bias[expert], is_transposed
-        )
-        out = _linear(
-            _activate(module, proj),
-            down_weight[expert],
-            None if down_bias is None else down_bias[expert],
-            is_transposed,
-        )
-        out = _post_norm(module, out) * weights[token, slot, None]
-        final.index_add_(0, token, out.to(final.dtype))
+        x = hidden_states[token]
+        proj = x @ up_weight[expert] if is_transposed else F.linear(x, up_weight[expert])
+        if up_bias is not None:
+            proj = proj + up_bias[expert]
+        out = _activate(module, proj)
+        out = out @ down_weight[expert] if is_transposed else F.linear(out, down_weight[expert])
+        if down_bias is not None:
+            out = out + down_bias[expert]
+        if getattr(module, "has_post_expert_norm", False):
+            out = module.post_expert_norm(out)
+        final.index_add_(0, token, (out * weights[token, slot, None]).to(final.dtype))
     return final
 
 
