@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.matrix import AXES, Matrix, Rule
@@ -55,15 +55,21 @@ class Cell:
 
     def axis_values(self) -> dict[str, Any]:
         """The cell's value on every axis a rule can name."""
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies, and matrix loading calls this ~30k times.
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(field.name for field in fields(Cell))
 
 
 def expand_cells(matrix: Matrix) -> list[Cell]:
     """Every cell of the matrix in a stable order (backends in file order, then the axes)."""
     cells = []
     for backend in matrix.backends.values():
-        for mode, dtype, fullgraph, device, shape, layout, scope, phase in itertools.product(
-                *(matrix.axes[axis] for axis in AXES)):
+        only = dict(backend.only)
+        # Axis order, narrowed to the backend's `only` values up front (the full product is ~2k per backend).
+        axes = [[value for value in matrix.axes[axis] if axis not in only or value in only[axis]] for axis in AXES]
+        for mode, dtype, fullgraph, device, shape, layout, scope, phase in itertools.product(*axes):
             if mode == "uncompiled":
                 if fullgraph != matrix.axes["fullgraph"][0]:
                     continue  # one control cell, not one per fullgraph value
