@@ -19,22 +19,9 @@ this class provides both, with SiLU as the activation.
 import torch
 from torch import nn
 
+from .layouts import DENSE_ROUTING_LAYOUTS, LAYOUT_FLAGS, LAYOUTS  # noqa: F401 - re-exported
 from .reference import REFERENCE_BACKENDS
 
-# layout name -> constructor flags. Each names a combination a real model family ships.
-_LAYOUT_FLAGS = {
-    "default": {},  # Mixtral, DeepSeek-V2/V3, Qwen2/3-MoE
-    "transposed": {"is_transposed": True},  # Aria
-    "bias": {"has_bias": True},  # not shipped as such; isolates the bias handling
-    "transposed_bias": {"is_transposed": True, "has_bias": True},  # OpenAI privacy filter
-    "interleaved": {"is_concatenated": False},  # isolates the interleaved gate/up handling
-    "gpt_oss": {"is_transposed": True, "has_bias": True, "is_concatenated": False},  # GPT-OSS (with SiLU gate)
-    "non_gated": {"has_gate": False},  # NemotronH
-    "deepseek_v2": {},  # default weights; routing weights arrive as [T, E] (see DENSE_ROUTING_LAYOUTS)
-}
-LAYOUTS = tuple(_LAYOUT_FLAGS)
-# Layouts whose routing weights are the full [T, E] router scores rather than [T, K] (DeepSeek-V2 style).
-DENSE_ROUTING_LAYOUTS = ("deepseek_v2",)
 
 
 class Experts(nn.Module):
@@ -119,13 +106,13 @@ def make_experts(
     experts_implementation="eager",
 ) -> Experts:
     """Build an `Experts` in the named layout (see LAYOUTS) with seeded random weights giving O(1) outputs."""
-    if layout not in _LAYOUT_FLAGS:
+    if layout not in LAYOUT_FLAGS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     module = Experts(
         num_experts,
         hidden,
         intermediate,
-        **_LAYOUT_FLAGS[layout],
+        **LAYOUT_FLAGS[layout],
         experts_implementation=experts_implementation,
         dtype=dtype,
         device=device,

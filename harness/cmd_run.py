@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from harness.cells import expand_cells
+    from harness.environment import cuda_capability, format_capability
     from harness.matrix import load_matrix
 
     if args.transformers_src:
@@ -65,10 +66,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if source not in sources:
             raise HarnessError(f"no backend of source {source!r} in {args.matrix}", key="--source",
                                allowed=", ".join(sources))
+    capability = cuda_capability()  # once here, handed to the workers (they need not import torch)
     if "cuda" in args.device:
-        from harness.environment import cuda_available
-
-        if not cuda_available():
+        if capability is None:
             raise HarnessError("--device cuda asks for cells that cannot run: this machine has no CUDA device "
                                "(torch.cuda.is_available() is False)", key="--device")
     known = {cell.id for cell in cells}
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     pytest_args = [os.path.abspath(args.matrix), "-c", _INI, "--rootdir", os.path.dirname(os.path.abspath(args.matrix)),
                    "--matrix", os.path.abspath(args.matrix), "--matrix-out", args.out,
                    "--junitxml", os.path.join(args.out, "junit.xml"), "--matrix-argv", " ".join(argv),
-                   "-p", "xdist", "-n", str(workers), "-rfE"]
+                   "-p", "xdist", "-n", str(workers), "-rfE", "--matrix-cuda", format_capability(capability)]
     for source in args.source:
         pytest_args += ["--matrix-source", source]
     for device in args.device:

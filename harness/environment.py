@@ -53,6 +53,29 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def cuda_capability() -> tuple[int, int] | None:
+    """Compute capability of CUDA device 0, or None without one."""
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None
+
+
+def parse_capability(text: str) -> tuple[int, int] | None:
+    """`none` -> None, `9.0` -> (9, 0): how the CLI hands the capability to pytest workers."""
+    if text == "none":
+        return None
+    try:
+        major, minor = (int(part) for part in text.split("."))
+    except ValueError:
+        raise ValueError(f"expected none or MAJOR.MINOR, got {text!r}") from None
+    return major, minor
+
+
+def format_capability(capability: tuple[int, int] | None) -> str:
+    """The inverse of parse_capability."""
+    return "none" if capability is None else f"{capability[0]}.{capability[1]}"
+
+
 def _version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)

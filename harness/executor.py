@@ -31,6 +31,7 @@ class Executor:
         self._proc: subprocess.Popen | None = None
         self._log_path = ""
         self._starts = 0
+        self._ready = False
 
     def run(self, spec: dict[str, Any], time_limit_s: float) -> dict[str, Any]:
         """Run one cell in the child and return {status, error, signals}; crash/timeout become statuses."""
@@ -76,9 +77,25 @@ class Executor:
                 pass
         self._proc = None
 
+    def prestart(self) -> None:
+        """Start the child now without waiting for it (its imports overlap the caller's own start-up)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._spawn()
+
     def _ensure_started(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is None or self._proc.poll() is not None:
+            self._spawn()
+        if self._ready:
             return
+        line = self._read_line(_READY_TIMEOUT_S)
+        if not line or json.loads(line).get("ready") is not True:
+            self.close()
+            raise _ChildFailed(f"executor did not start; see {self._log_path}: "
+                               f"{_crash_excerpt(self._log_path, 0)}")
+        self._ready = True
+
+    def _spawn(self) -> None:
+        self._ready = False
         self._starts += 1
         os.makedirs(self.log_dir, exist_ok=True)
         self._log_path = os.path.join(self.log_dir, f"executor-{self.name}-{self._starts}.log")
@@ -95,11 +112,6 @@ class Executor:
                 [sys.executable, "-m", "harness.executor_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log, env=env, start_new_session=True, cwd=os.getcwd(),
                 preexec_fn=_address_space_cap(self.memory_limit_gb))
-        line = self._read_line(_READY_TIMEOUT_S)
-        if not line or json.loads(line).get("ready") is not True:
-            self.close()
-            raise _ChildFailed(f"executor did not start; see {self._log_path}: "
-                               f"{_crash_excerpt(self._log_path, 0)}")
 
     def _send(self, spec: dict[str, Any]) -> None:
         self._proc.stdin.write(json.dumps(spec).encode() + b"\n")

@@ -55,7 +55,7 @@ def _warm_up() -> None:
     """Import and exercise torch.compile once, so lazily started threads are not blamed on the first cell."""
     import torch
 
-    import backends  # noqa: F401 - registers the reference custom ops before the baseline snapshot
+    import backends.reference  # noqa: F401 - registers the reference custom ops before the baseline snapshot
 
     compiled = torch.compile(lambda x: torch.nn.functional.silu(x) * 2.0)
     compiled(torch.randn(4, 4))

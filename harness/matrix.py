@@ -295,7 +295,7 @@ def _posint(value: Any) -> bool:
 
 
 def _allowed_values(axis: str, shapes: dict[str, Shape]) -> tuple[Any, ...]:
-    from backends.experts import LAYOUTS  # the layouts the experts module can build
+    from backends.layouts import LAYOUTS  # the layouts the experts module can build (no torch import)
 
     return {"mode": MODES, "dtype": DTYPES, "fullgraph": (True, False), "device": DEVICES,
             "shape": tuple(shapes), "layout": LAYOUTS, "scope": SCOPES, "phase": PHASES}[axis]

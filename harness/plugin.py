@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.cells import Cell, Expectation, cell_spec, expand_cells, expectation_for
+from harness.cells import Cell, Expectation, cell_spec, expand_cells, expectation_for, run_order
 from harness.errors import HarnessError
 from harness.executor import Executor
 from harness.matrix import Matrix, load_matrix
@@ -19,7 +19,8 @@ from harness.results import ResultsWriter
 from harness.verdict import Judgement, Status, Verdict, judge
 
 _EXECUTOR: Executor | None = None
-_CUDA_AVAILABLE: bool | None = None
+_UNKNOWN = object()
+_CUDA_CAPABILITY: Any = _UNKNOWN
 
 
 class CellExpectedFailure(Exception):
@@ -43,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--matrix-resume", default=None, help="results.json of an interrupted run: skip its cells")
     group.addoption("--matrix-strict", action="store_true", help="unexpected passes fail the run")
     group.addoption("--matrix-argv", default="", help="the harness command line, stored in results.json")
+    group.addoption("--matrix-cuda", default=None, metavar="none|MAJOR.MINOR",
+                    help="this machine's CUDA compute capability, as the caller detected it (spares workers "
+                         "importing torch); detected when not given")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,7 +105,7 @@ class MatrixFile(pytest.File):
         if opt("--matrix-shard"):
             index, count = (int(part) for part in opt("--matrix-shard").split("/"))
             selected = selected[index - 1::count]
-        for cell in selected:
+        for cell in run_order(matrix, selected):
             expected = expectation_for(cell, matrix.rules, _cuda_capability())
             item = CellItem.from_parent(self, name=cell.id, cell=cell, expected=expected, matrix=matrix)
             for keyword in (cell.source, cell.backend, cell.mode, cell.dtype, cell.device, cell.shape, cell.layout,
@@ -195,20 +199,25 @@ def _failure_text(record: dict[str, Any]) -> str:
 
 def _cuda_capability() -> tuple[int, int] | None:
     """This machine's CUDA compute capability, or None without a GPU."""
-    if not _cuda_available():
-        return None
-    import torch
+    global _CUDA_CAPABILITY
+    if _CUDA_CAPABILITY is _UNKNOWN:
+        given = _CONFIG.getoption("--matrix-cuda") if _CONFIG is not None else None
+        if given is not None:
+            from harness.environment import parse_capability
 
-    return tuple(torch.cuda.get_device_capability(0))
+            try:
+                _CUDA_CAPABILITY = parse_capability(given)
+            except ValueError as exc:
+                raise pytest.UsageError(f"--matrix-cuda: {exc}") from None
+        else:
+            from harness.environment import cuda_capability
+
+            _CUDA_CAPABILITY = cuda_capability()
+    return _CUDA_CAPABILITY
 
 
 def _cuda_available() -> bool:
-    global _CUDA_AVAILABLE
-    if _CUDA_AVAILABLE is None:
-        from harness.environment import cuda_available
-
-        _CUDA_AVAILABLE = cuda_available()
-    return _CUDA_AVAILABLE
+    return _cuda_capability() is not None
 
 
 def _executor(config: pytest.Config, memory_limit_gb: float | None = None) -> Executor:
@@ -222,6 +231,13 @@ def _executor(config: pytest.Config, memory_limit_gb: float | None = None) -> Ex
         capped = None if _cuda_available() else memory_limit_gb
         _EXECUTOR = Executor(os.path.join(config.getoption("--matrix-out"), "logs"), name, threads, capped)
     return _EXECUTOR
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Where cells will run (a worker, or -n 0), start the executor now: its torch import overlaps scheduling."""
+    cells = [item for item in session.items if isinstance(item, CellItem)]
+    if cells and not session.config.option.collectonly:
+        _executor(session.config, cells[0].matrix.memory_limit_gb).prestart()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

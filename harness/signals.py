@@ -13,7 +13,7 @@ MAX_REASONS = 10
 
 
 class _Collect(logging.Handler):
-    """Keeps the first line of every record that passes the filter."""
+    """Keeps the first line of every record that passes the filter (and the first guard failure, if any)."""
 
     def __init__(self, needle: str | None = None):
         super().__init__(logging.DEBUG)
@@ -26,7 +26,15 @@ class _Collect(logging.Handler):
         except Exception:  # noqa: BLE001 - a bad log record must not fail the cell
             return
         if self.needle is None or self.needle in message:
-            self.lines.append(_first_line(message))
+            self.lines.append(_with_guard_failure(message))
+
+
+def _with_guard_failure(message: str) -> str:
+    """`Recompiling function f in file:line: <first guard failure>`: the line that says why."""
+    first = _first_line(message)
+    # A recompile record lists the failed guards as "- 0/0: tensor 'x' size mismatch ..." lines.
+    failure = next((line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")), None)
+    return f"{first}: {failure}"[:500] if failure else first
 
 
 def enable_logs() -> None:
