@@ -1,4 +1,4 @@
-"""`python -m harness repro CELL_ID`: write a standalone script that reruns one cell with only torch installed."""
+"""`python -m harness repro CELL_ID`: write a standalone script that reruns one cell (torch, + transformers)."""
 
 from __future__ import annotations
 

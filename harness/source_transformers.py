@@ -59,17 +59,11 @@ sonicmoe = _shim("sonicmoe")
 def load_subject(spec: dict[str, Any], device, dtype) -> Subject:
     """The cell's experts module (transformers' class of the layout's family) configured for the named backend."""
     from harness import tf_dispatch
-    from harness.tf_families import family
 
     check_imported_source()
     cell, shape = spec["cell"], spec["shape"]
     key = implementation_key(spec["impl"])
-    fam = family(cell["layout"])
-    config = fam.config(shape["hidden"], shape["intermediate"], shape["experts"], shape["top_k"])
-    config._experts_implementation = key
-    module = fam.cls(fam.experts_class)(config)
-    init_experts(module, spec["seed"])
-    module.to(device=device, dtype=dtype)
+    module, fam = build_experts(spec, key, device, dtype)
     name = type(module).__name__
     with tf_dispatch.spy({name: module}) as log:
         try:
@@ -83,6 +77,20 @@ def load_subject(spec: dict[str, Any], device, dtype) -> Subject:
     return Subject(module, call_experts, dense_routing=fam.dense_routing, expected_ops=expected,
                    forbidden_ops=forbidden, info={"experts_class": f"{type(module).__module__}.{name}",
                                                   "experts_implementation": key})
+
+
+def build_experts(spec: dict[str, Any], key: str, device, dtype):
+    """(module, family): the family's experts class from its tiny config, seeded weights, `key` configured."""
+    from harness.tf_families import family
+
+    cell, shape = spec["cell"], spec["shape"]
+    fam = family(cell["layout"])
+    config = fam.config(shape["hidden"], shape["intermediate"], shape["experts"], shape["top_k"])
+    config._experts_implementation = key  # read by the class's forward at every call: the dispatch
+    module = fam.cls(fam.experts_class)(config)
+    init_experts(module, spec["seed"])
+    module.to(device=device, dtype=dtype)
+    return module, fam
 
 
 def implementation_key(impl: str) -> str:

@@ -1,4 +1,4 @@
-"""`repro CELL_ID`: a standalone script (torch only for reference cells) that reproduces the cell."""
+"""`repro CELL_ID`: a standalone script (torch, and transformers for its cells) that reproduces the cell."""
 
 from __future__ import annotations
 
@@ -70,5 +70,140 @@ def test_unknown_cell_and_unsupported_cells_are_bad_input(tmp_path):
     proc = run_harness("repro", "reference-nope", "--matrix", MATRIX)
     assert proc.returncode == 2 and "no cell with id 'reference-nope'" in proc.stderr
     matrix = load_matrix(MATRIX, import_backends=False)
-    with pytest.raises(HarnessError, match="kernel-scope inference"):
-        script(matrix, Cell("reference", "eager", "default", "float32", True, "cpu", "decode", phase="training"))
+    with pytest.raises(HarnessError, match="model-scope cells run transformers backends only"):
+        script(matrix, Cell("reference", "eager", "default", "float32", True, "cpu", "decode", scope="model"))
+
+
+# One cell of each kind: (cell id, what the script must contain).
+KINDS = {
+    "transformers-tf_eager-default-float32-fullgraph-cpu-decode": "EXPERTS_IMPLEMENTATION = 'eager'",
+    "transformers-tf_grouped_mm_train-default-float32-fullgraph-cpu-decode-gpt_oss-training": "def _compare_grads",
+    "transformers-tf_batched_mm_model-default-bfloat16-fullgraph-cpu-decode-non_gated-model": "def check_load_forms",
+    "transformers-tf_grouped_mm_families-default-bfloat16-fullgraph-cpu-prefill-deepseek_v2": "def build_experts",
+    "reference-grouped_mm-default-bfloat16-fullgraph-cpu-prefill": "def grouped_mm(",
+}
+
+
+@pytest.mark.parametrize("cell_id", sorted(KINDS))
+def test_every_kind_of_script_is_standalone_python(cell_id):
+    """No import of harness/backends/tests (inlined instead), every name the inlined code imported defined."""
+    matrix = load_matrix(MATRIX, import_backends=False)
+    cell = next(c for c in expand_cells(matrix) if c.id == cell_id)
+    text = script(matrix, cell)
+    assert not re.search(r"^\s*(from|import) (harness|backends|tests)\b", text, re.M)
+    assert not re.search(r"^\s*from \.", text, re.M)
+    compile(text, cell_id, "exec")  # one `from __future__` at the top, nothing misplaced
+    assert KINDS[cell_id] in text
+    if cell.source == "transformers":
+        assert "import transformers" in text and "Needs only torch and transformers" in text
+
+
+def _cell(matrix, cell_id):
+    return next(c for c in expand_cells(matrix) if c.id == cell_id)
+
+
+def _write(tmp_path, matrix, cell_id):
+    out = tmp_path / "repro.py"
+    out.write_text(script(matrix, _cell(matrix, cell_id)))
+    return out
+
+
+@pytest.mark.slow
+def test_transformers_eager_fullgraph_failure_reproduces(tmp_path):
+    """transformers' own eager experts (Qwen2-MoE) under fullgraph: the harness's compile_error, data-dependent."""
+    cell_id = "transformers-tf_eager-default-float32-fullgraph-cpu-decode"
+    out = tmp_path / "repro.py"
+    proc = run_harness("repro", cell_id, "--matrix", MATRIX, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "class Qwen2MoeExperts" not in text and '"Qwen2MoeExperts"' in text  # transformers' class, not a copy
+    run = _standalone(out, tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr[-3000:]
+    assert "data-dependent" in run.stderr and "torch._dynamo.exc" in run.stderr
+    import transformers
+
+    first = run.stdout.splitlines()[0]  # what a bug report needs: versions and which transformers ran
+    assert f"transformers {transformers.__version__} ({os.path.dirname(transformers.__file__)})" in first
+
+
+@pytest.mark.slow
+def test_transformers_script_builds_the_harness_experts_and_inputs(tmp_path):
+    """Same family, config, seeded weights and inputs: the script's per-call errors are the harness's."""
+    from harness.cell_run import run_cell
+
+    matrix = load_matrix(MATRIX, import_backends=False)
+    cell_id = "transformers-tf_grouped_mm-uncompiled-float32-cpu-decode"
+    harness = run_cell(cell_spec(matrix, _cell(matrix, cell_id)))
+    assert harness["status"] == "pass"
+    run = _standalone(_write(tmp_path, matrix, cell_id), tmp_path)
+    assert run.returncode == 0 and "did not reproduce" in run.stdout, run.stderr[-3000:]
+    printed = re.findall(r"max relative error (\S+) ", run.stdout)
+    assert printed == [f"{call['rel_error']:.3g}" for call in harness["signals"]["calls"]]
+
+
+@pytest.mark.slow
+def test_transformers_grouped_mm_compiled_cell_passes(tmp_path):
+    matrix = load_matrix(MATRIX, import_backends=False)
+    out = _write(tmp_path, matrix, "transformers-tf_grouped_mm-default-float32-fullgraph-cpu-decode")
+    assert "torch.compile(forward, mode=None, fullgraph=True)" in out.read_text()
+    run = _standalone(out, tmp_path)
+    assert run.returncode == 0 and "did not reproduce: every call passed" in run.stdout, run.stderr[-3000:]
+    assert run.stdout.count("max relative error") == 3
+
+
+@pytest.mark.slow
+def test_training_script_checks_gradients_like_the_harness(tmp_path):
+    """Forward + backward, every gradient against the float64 oracle: the harness's numbers, per call."""
+    from harness.cell_run import run_cell
+
+    matrix = load_matrix(MATRIX, import_backends=False)
+    cell_id = "transformers-tf_eager_train-uncompiled-float32-cpu-decode-training"
+    harness = run_cell(cell_spec(matrix, _cell(matrix, cell_id)))
+    assert harness["status"] == "pass"
+    run = _standalone(_write(tmp_path, matrix, cell_id), tmp_path)
+    assert run.returncode == 0 and "did not reproduce" in run.stdout, run.stderr[-3000:]
+    printed = re.findall(r"gradients max relative error (\S+) ", run.stdout)
+    assert printed == [f"{call['grad_rel_error']:.3g}" for call in harness["signals"]["calls"]]
+    for name in harness["signals"]["grad_errors"]:  # hidden_states, routing_weights, gate_up_proj, down_proj
+        assert f"gradient of {name}: " in run.stdout
+
+
+@pytest.mark.slow
+def test_reference_training_failure_reproduces(tmp_path):
+    """A reference training cell inlines the reference backend and fails under fullgraph as the harness does."""
+    reference = {"source": "reference", "impl": "backends.reference:eager_experts_forward"}
+    matrix_path = write_matrix(tmp_path / "matrix.yaml", matrix_doc(
+        {"eager": reference}, axes={"mode": ["default"], "fullgraph": [True], "shape": ["decode"],
+                                    "phase": ["training"]}))
+    out = tmp_path / "repro.py"
+    proc = run_harness("repro", "reference-eager-default-float32-fullgraph-cpu-decode-training", "--matrix",
+                       str(matrix_path), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "def eager_experts_forward" in text and "def _oracle_step" in text and "enable_grad" in text
+    run = _standalone(out, tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr[-3000:]
+    assert "data-dependent" in run.stderr and "torch._dynamo.exc" in run.stderr
+
+
+@pytest.mark.slow
+def test_model_script_runs_the_model_checks_then_fails_as_observed(tmp_path):
+    """GPT-OSS model, eager experts: the uncompiled checks pass, the fullgraph whole-model compile fails."""
+    matrix = load_matrix(MATRIX, import_backends=False)
+    run = _standalone(_write(tmp_path, matrix, "transformers-tf_eager_model-default-bfloat16-fullgraph-cpu-decode"
+                                               "-gpt_oss-model"), tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr[-3000:]
+    assert "model GptOssForCausalLM saved and reloaded" in run.stdout
+    assert "uncompiled checks passed: load_string, load_dict_global, runtime_switch" in run.stdout
+    assert "data-dependent" in run.stderr and "torch._dynamo.exc" in run.stderr
+
+
+@pytest.mark.slow
+def test_model_script_passes_every_check_of_a_passing_cell(tmp_path):
+    """Qwen2-MoE with grouped_mm: load forms, runtime switch, Qwen3-VL sub-configs, compiled forward, generate()."""
+    matrix = load_matrix(MATRIX, import_backends=False)
+    run = _standalone(_write(tmp_path, matrix, "transformers-tf_grouped_mm_model-default-bfloat16-fullgraph-cpu"
+                                               "-decode-model"), tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    assert "per_subconfig" in run.stdout and "aten::_grouped_mm" in run.stdout
+    assert "'new_tokens': 4" in run.stdout and "did not reproduce: every check passed" in run.stdout
