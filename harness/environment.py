@@ -84,7 +84,9 @@ def _version(dist: str) -> str | None:
 
 
 def _git_sha() -> str | None:
-    """The harness checkout's commit (`-dirty` if modified); HARNESS_GIT_SHA where there is no .git (copies)."""
+    """HARNESS_GIT_SHA when set (copies of a tree, whose .git may be stale or absent), else the checkout's commit."""
+    if os.environ.get("HARNESS_GIT_SHA"):
+        return os.environ["HARNESS_GIT_SHA"]
     try:
         out = subprocess.run(["git", "-C", _REPO_ROOT, "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10, check=False)

@@ -28,7 +28,8 @@ from harness.signals import SignalCollector, classify_exception, error_record
 
 # Profiler evidence on the compiled whole model: (ops that must appear, ops of another backend). Attention
 # runs bmm too, so at model level only grouped_mm tells backends apart (the spy checks do the rest).
-_EVIDENCE = {"eager": ((), ("grouped_mm",)), "batched_mm": ((), ("grouped_mm",)), "grouped_mm": (("grouped_mm",), ())}
+MODEL_EVIDENCE = {"eager": ((), ("grouped_mm",)), "batched_mm": ((), ("grouped_mm",)),
+                  "grouped_mm": (("grouped_mm",), ())}
 
 
 def run_model_cell(spec: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
             ids = input_ids(spec["seed"], spec["shape"]["tokens"][0], 0, device, VOCAB)
             signals["ops"], signals["profiled_events"] = collector.profile(
                 lambda: forward(input_ids=ids, use_cache=False))
-            expected, forbidden = _EVIDENCE.get(key, ((), ()))
+            expected, forbidden = MODEL_EVIDENCE.get(key, ((), ()))
             subject = Subject(model, model.forward, expected_ops=expected, forbidden_ops=forbidden)
             status, error = dispatch_proof(subject, signals["ops"])
     signals.update(collector.result())

@@ -55,12 +55,12 @@ def model_main(spec: dict[str, Any]) -> str:
     from harness import model_run, signals
 
     key = experts_key(spec)
-    expected, forbidden = model_run._EVIDENCE.get(key, ((), ()))
+    expected, forbidden = model_run.MODEL_EVIDENCE.get(key, ((), ()))
     return f'''# The backend under test: every experts module dispatches on this key ('eager': the class's own forward).
 EXPERTS_IMPLEMENTATION = {key!r}
 # Profiler evidence on the compiled model (harness/model_run.py): (ops that must appear, ops of another backend).
 EVIDENCE = {(expected, forbidden)!r}
-INTERESTING_OP = re.compile({signals._INTERESTING_OP.pattern!r})  # the op names the harness keeps
+INTERESTING_OP = re.compile({signals.INTERESTING_OP.pattern!r})  # the op names the harness keeps
 {spec_text(spec)}
 
 

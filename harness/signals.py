@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 _RECOMPILES_LOGGER = "torch._dynamo.guards.__recompiles"
 _CUDAGRAPHS_LOGGER = "torch._inductor.cudagraph_utils.__cudagraphs"
-_INTERESTING_OP = re.compile(r"grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch")
+INTERESTING_OP = re.compile(r"grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch")
 MAX_REASONS = 10
 
 
@@ -86,7 +86,7 @@ class SignalCollector:
                 torch.cuda.synchronize()
         names = [event.name for event in prof.events()]
         self._events = names
-        return sorted({name for name in names if _INTERESTING_OP.search(name)}), len(names)
+        return sorted({name for name in names if INTERESTING_OP.search(name)}), len(names)
 
     def result(self) -> dict[str, Any]:
         """The signals dict stored in results.json."""
