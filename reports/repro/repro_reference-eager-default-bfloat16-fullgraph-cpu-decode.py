@@ -2,7 +2,7 @@
 
 Observed: compile_error: torch._dynamo.exc.UserError: Consider annotating your code using torch._check*(). Could not extract specialized integer from data-dependent expression u0 (unhinted: u0).  (Size-like symbols: u0)
       on: torch 2.13.0, transformers 5.17.0, cpu
-Backend: backends.reference:eager_experts_forward (reference); mode=default, dtype=bfloat16, fullgraph=True, device=cpu, shape=decode {'tokens': [1, 4, 1], 'hidden': 64, 'intermediate': 32, 'experts': 8, 'top_k': 2, 'routing': 'uniform'}, layout=default.
+Backend: backends.reference:eager_experts_forward (reference); mode=default, dtype=bfloat16, fullgraph=True, device=cpu, shape=decode {'tokens': [1, 4, 1], 'hidden': 64, 'intermediate': 32, 'experts': 8, 'top_k': 2, 'routing': 'uniform'}, layout=default, scope=kernel, phase=inference.
 Harness command: python -m harness run --matrix matrix.yaml --cell reference-eager-default-bfloat16-fullgraph-cpu-decode
 
 Needs only torch; run it as `python THIS_FILE`.
@@ -10,6 +10,7 @@ Exit status: 1 (with the traceback) when the failure reproduces, 0 when every ca
 """
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -59,19 +60,6 @@ def _activate(module, proj: torch.Tensor) -> torch.Tensor:
     return module.act_fn(gate) * up
 
 
-def _post_norm(module, out: torch.Tensor) -> torch.Tensor:
-    """Apply the optional per-expert output norm some families use (has_post_expert_norm)."""
-    if getattr(module, "has_post_expert_norm", False):
-        return module.post_expert_norm(out)
-    return out
-
-
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, is_transposed: bool) -> torch.Tensor:
-    """One expert's projection: weight is [out, in], or [in, out] when transposed."""
-    out = x @ weight if is_transposed else F.linear(x, weight)
-    return out if bias is None else out + bias
-
-
 def eager_experts_forward(module, hidden_states, top_k_index, top_k_weights):
     """Per-expert loop over the experts that received tokens, like transformers' eager experts."""
     weights = _slot_weights(module, top_k_index, top_k_weights)
@@ -86,31 +74,30 @@ def eager_experts_forward(module, hidden_states, top_k_index, top_k_weights):
         expert_mask = F.one_hot(top_k_index, num_classes=module.num_experts).permute(2, 1, 0)
         expert_hit = torch.greater(expert_mask.sum(dim=(-1, -2)), 0).nonzero()
 
+    # The loop body is written inline, as in transformers' eager experts: under torch.compile the loop
+    # runs eagerly after the graph break and every Python function it calls is compiled as a frame of
+    # its own, so helper functions here would add compiled frames (and recompiles) transformers has not.
     for hit in expert_hit:
         expert = hit[0]
         slot, token = torch.where(expert_mask[expert])
-        proj = _linear(
-            hidden_states[token], up_weight[expert], None if up_bias is None else up_bias[expert], is_transposed
-        )
-        out = _linear(
-            _activate(module, proj),
-            down_weight[expert],
-            None if down_bias is None else down_bias[expert],
-            is_transposed,
-        )
-        out = _post_norm(module, out) * weights[token, slot, None]
-        final.index_add_(0, token, out.to(final.dtype))
+        x = hidden_states[token]
+        proj = x @ up_weight[expert] if is_transposed else F.linear(x, up_weight[expert])
+        if up_bias is not None:
+            proj = proj + up_bias[expert]
+        out = _activate(module, proj)
+        out = out @ down_weight[expert] if is_transposed else F.linear(out, down_weight[expert])
+        if down_bias is not None:
+            out = out + down_bias[expert]
+        if getattr(module, "has_post_expert_norm", False):
+            out = module.post_expert_norm(out)
+        final.index_add_(0, token, (out * weights[token, slot, None]).to(final.dtype))
     return final
 
 REFERENCE_BACKENDS = {"eager": eager_experts_forward}
 
-# ---- inlined from backends/experts.py: the test experts module --------------------------------------------------------
-import torch
-
-from torch import nn
-
-# layout name -> constructor flags. Each names a combination a real model family ships.
-_LAYOUT_FLAGS = {
+# ---- inlined from backends/layouts.py: imported by backends.experts ---------------------------------------------------
+# layout name -> constructor flags of backends.experts.Experts. Each names a combination a real model family ships.
+LAYOUT_FLAGS = {
     "default": {},  # Mixtral, DeepSeek-V2/V3, Qwen2/3-MoE
     "transposed": {"is_transposed": True},  # Aria
     "bias": {"has_bias": True},  # not shipped as such; isolates the bias handling
@@ -120,11 +107,14 @@ _LAYOUT_FLAGS = {
     "non_gated": {"has_gate": False},  # NemotronH
     "deepseek_v2": {},  # default weights; routing weights arrive as [T, E] (see DENSE_ROUTING_LAYOUTS)
 }
-
-LAYOUTS = tuple(_LAYOUT_FLAGS)
-
+LAYOUTS = tuple(LAYOUT_FLAGS)
 # Layouts whose routing weights are the full [T, E] router scores rather than [T, K] (DeepSeek-V2 style).
 DENSE_ROUTING_LAYOUTS = ("deepseek_v2",)
+
+# ---- inlined from backends/experts.py: the test experts module --------------------------------------------------------
+import torch
+from torch import nn
+
 
 class Experts(nn.Module):
     """Collection of expert weights stored as 3D tensors, in one of transformers' layouts."""
@@ -195,6 +185,7 @@ class Experts(nn.Module):
             f"is_concatenated={self.is_concatenated}"
         )
 
+
 def make_experts(
     num_experts: int,
     hidden: int,
@@ -207,19 +198,20 @@ def make_experts(
     experts_implementation="eager",
 ) -> Experts:
     """Build an `Experts` in the named layout (see LAYOUTS) with seeded random weights giving O(1) outputs."""
-    if layout not in _LAYOUT_FLAGS:
+    if layout not in LAYOUT_FLAGS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     module = Experts(
         num_experts,
         hidden,
         intermediate,
-        **_LAYOUT_FLAGS[layout],
+        **LAYOUT_FLAGS[layout],
         experts_implementation=experts_implementation,
         dtype=dtype,
         device=device,
     )
     _init_weights(module, seed)
     return module
+
 
 def _init_weights(module: Experts, seed: int) -> None:
     """Fill the parameters from a seeded CPU generator, layout-independently."""
@@ -257,10 +249,23 @@ def _init_weights(module: Experts, seed: int) -> None:
             getattr(module, f"{up_name}_bias").copy_(up_bias_packed)
             module.down_proj_bias.copy_(down_bias)
 
+def versions() -> str:
+    """The versions a bug report needs."""
+    return f"torch {torch.__version__}"
+
+
+def build_subject(device, dtype):
+    """The cell's experts module (backends/experts.py, the cell's layout, seeded weights) and its routing shape."""
+    cell, shape = SPEC["cell"], SPEC["shape"]
+    module = make_experts(shape["experts"], shape["hidden"], shape["intermediate"], layout=cell["layout"],
+                          dtype=dtype, device=device, seed=SPEC["seed"])
+    return types.SimpleNamespace(module=module, dense_routing=cell["layout"] in DENSE_ROUTING_LAYOUTS)
+
 # ---- inlined from backends/oracle.py: the float64 oracle --------------------------------------------------------------
 import functools
 
 import torch
+
 
 @functools.cache
 def _transformers_default_gate():
@@ -270,6 +275,7 @@ def _transformers_default_gate():
     except ImportError:
         return None
     return _default_apply_gate
+
 
 def _gate_split(module) -> str | None:
     """Return how a standard gate splits [2I] ("concatenated"/"interleaved"), or None for a custom gate."""
@@ -281,10 +287,12 @@ def _gate_split(module) -> str | None:
         return "concatenated"
     return None
 
+
 def _float64(module, name: str, device: torch.device, detach: bool = True) -> torch.Tensor:
     """Return the module's parameter `name` as a float64 tensor on `device` (detached unless told otherwise)."""
     param = getattr(module, name)
     return (param.detach() if detach else param).to(device=device, dtype=torch.float64)
+
 
 def oracle_forward(module, hidden_states, top_k_index, top_k_weights, *, differentiable: bool = False) -> torch.Tensor:
     """Float64 [T, H] experts output computed token by token, selected expert by selected expert.
@@ -350,7 +358,7 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights, *, differe
             out[t] += weight * y
     return out
 
-# ---- inlined from harness/cell_run.py: inputs and comparison, as the harness does them --------------------------------
+# ---- inlined from harness/cell_run.py: inputs, comparison and device sync, as the harness does them -------------------
 def _inputs(spec: dict[str, Any], subject, tokens: int, device, dtype, call: int):
     """Fresh random inputs for one call: never zeros, routing as the shape says, seeded per cell and call."""
     import torch
@@ -370,6 +378,7 @@ def _inputs(spec: dict[str, Any], subject, tokens: int, device, dtype, call: int
         top_k_weights = torch.zeros(tokens, experts).scatter(1, top_k_index, top_k_weights)
     return hidden.to(device, dtype), top_k_index.to(device), top_k_weights.to(device, dtype)
 
+
 def _compare(out, ref, tokens: int, hidden: int, dtype):
     """(problem, relative error): max|out - ref| / max|ref|, or a problem with the output itself."""
     import torch
@@ -386,6 +395,14 @@ def _compare(out, ref, tokens: int, hidden: int, dtype):
         return "output has NaN or Inf", None
     scale = ref64.abs().max().item() or 1.0
     return None, (out64 - ref64).abs().max().item() / scale
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
 
 SPEC = {'cell': {'source': 'reference',
           'backend': 'eager',
@@ -413,11 +430,10 @@ def main() -> int:
     """Build the cell's module, compile the backend as the cell does, call it once per token count."""
     cell, shape = SPEC["cell"], SPEC["shape"]
     device, dtype = torch.device(cell["device"]), getattr(torch, cell["dtype"])
-    print(f"torch {torch.__version__}, device {device}, cell {cell}")
+    print(f"{versions()}, device {device}, cell {cell}")
     torch.manual_seed(SPEC["seed"])
-    module = make_experts(shape["experts"], shape["hidden"], shape["intermediate"], layout=cell["layout"],
-                          dtype=dtype, device=device, seed=SPEC["seed"])
-    subject = types.SimpleNamespace(module=module, dense_routing=cell["layout"] in DENSE_ROUTING_LAYOUTS)
+    subject = build_subject(device, dtype)
+    module = subject.module
 
     def forward(hidden_states, top_k_index, top_k_weights):
         return eager_experts_forward(module, hidden_states, top_k_index, top_k_weights)
