@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from harness.cells import Cell, Expectation, expand_cells, expectation_for
+from harness.cells import Cell, Expectation, expand_cells, expectation_for, run_order
 from harness.matrix import load_matrix
 from harness.verdict import Status, Verdict, judge
 from tests.conftest import fixture_backend, matrix_doc
@@ -123,3 +125,51 @@ def test_bad_compute_capability_condition(tmp_matrix, rule, needle):
     with pytest.raises(HarnessError) as info:
         _matrix(tmp_matrix, [rule], device=["cpu", "cuda"])
     assert needle in str(info.value) and "compute_capability" in str(info.value)
+
+
+def test_run_order_puts_cells_of_the_same_graphs_together_and_keeps_every_cell(tmp_matrix):
+    matrix = _matrix(tmp_matrix, [], mode=["uncompiled", "default", "max-autotune"], dtype=["float32", "bfloat16"],
+                     shape=["decode", "prefill"])
+    cells = expand_cells(matrix)
+    ordered = run_order(matrix, cells)
+    assert sorted(c.id for c in ordered) == sorted(c.id for c in cells)  # a permutation, nothing lost
+    groups = [(c.backend, c.dtype, c.shape) for c in ordered]
+    runs = [group for group, _ in itertools.groupby(groups)]
+    assert len(runs) == len(set(runs)) == 8  # each (backend, dtype, shape) group is one contiguous run
+    first = [c.id for c in ordered[:5]]
+    assert first == ["user-healthy-uncompiled-float32-cpu-decode",
+                     "user-healthy-default-float32-fullgraph-cpu-decode",
+                     "user-healthy-default-float32-breaks-allowed-cpu-decode",
+                     "user-healthy-max-autotune-float32-fullgraph-cpu-decode",
+                     "user-healthy-max-autotune-float32-breaks-allowed-cpu-decode"]
+    assert [c.backend for c in ordered] == sorted((c.backend for c in ordered), key=["healthy", "other"].index)
+
+
+@pytest.mark.parametrize("text, capability", [("none", None), ("9.0", (9, 0)), ("12.1", (12, 1))])
+def test_capability_handed_to_workers_round_trips(text, capability):
+    from harness.environment import format_capability, parse_capability
+
+    assert parse_capability(text) == capability and format_capability(capability) == text
+
+
+def test_bad_capability_option_is_a_usage_error():
+    from harness.environment import parse_capability
+
+    with pytest.raises(ValueError, match="MAJOR.MINOR"):
+        parse_capability("sm90")
+
+
+def test_collection_side_imports_no_torch():
+    """xdist workers load the plugin and the matrix and judge expectations; torch is the executor's job."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    code = ("import sys, harness.plugin; from harness.matrix import load_matrix; "
+            "from harness.cells import expand_cells, expectation_for, run_order; "
+            "m = load_matrix('matrix.yaml', import_backends=False); "
+            "[expectation_for(c, m.rules, (9, 0)) for c in run_order(m, expand_cells(m))]; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
