@@ -83,8 +83,7 @@ class Executor:
             self._spawn()
 
     def _ensure_started(self) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            self._spawn()
+        self.prestart()
         if self._ready:
             return
         line = self._read_line(_READY_TIMEOUT_S)
