@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     devices = tuple(config.getoption("--matrix-device")) or ("cpu", "cuda")
     writer = ResultsWriter(config.getoption("--matrix-out"), environment.collect(devices), meta)
     for record in _resumed_cells(config).values():
-        writer.cells[record["id"]] = record
+        writer.add(record, persist=False)
     config.stash[_WRITER] = writer
 
 

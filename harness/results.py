@@ -18,25 +18,32 @@ CELL_FIELDS = ("id", "source", "backend", "mode", "dtype", "fullgraph", "device"
 
 
 class ResultsWriter:
-    """Accumulates cell records and rewrites `<out>/results.json` (temp file + rename) after each one."""
+    """Accumulates cell records and rewrites `<out>/results.json` (temp file + rename) after each one.
+
+    Each record is encoded once, when it is added: re-encoding every record on every rewrite made the
+    writer quadratic in the number of cells (seconds of CPU per run, taken from the cells' executors).
+    """
 
     def __init__(self, out_dir: str, environment: dict[str, Any], meta: dict[str, Any]):
         os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "results.json")
         self.environment, self.meta = environment, meta
         self.cells: dict[str, dict[str, Any]] = {}
+        self._encoded: dict[str, str] = {}
         self.started = _now()
         self.write(complete=False)
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Record one finished cell and persist."""
+    def add(self, record: dict[str, Any], *, persist: bool = True) -> None:
+        """Record one finished cell (a record is not changed once added) and persist unless told not to."""
         self.cells[record["id"]] = record
-        self.write(complete=False)
+        self._encoded[record["id"]] = _encode_nested(record, depth=2)
+        if persist:
+            self.write(complete=False)
 
     def write(self, *, complete: bool, interrupted: bool = False) -> None:
         """Persist the document; `complete` is true only once every selected cell has finished."""
-        cells = [self.cells[key] for key in sorted(self.cells)]
-        doc = {
+        keys = sorted(self.cells)
+        head = {
             "schema": SCHEMA_VERSION,
             "complete": complete,
             "interrupted": interrupted,
@@ -44,10 +51,11 @@ class ResultsWriter:
             "updated": _now(),
             **self.meta,
             "environment": self.environment,
-            "summary": summarize(cells),
-            "cells": cells,
+            "summary": summarize([self.cells[key] for key in keys]),
         }
-        atomic_write_json(self.path, doc)
+        # The same text json.dump(doc, indent=1) gives, with "cells" last, built from the cached encodings.
+        cells = "[]" if not keys else "[\n  " + ",\n  ".join(self._encoded[key] for key in keys) + "\n ]"
+        _atomic_write_text(self.path, json.dumps(head, indent=1)[:-2] + ',\n "cells": ' + cells + "\n}\n")
 
 
 def summarize(cells: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -61,12 +69,21 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 def atomic_write_json(path: str, doc: Any) -> None:
     """Write JSON to a temp file in the same folder, fsync, then rename over `path`."""
+    _atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
+
+
+def _encode_nested(value: Any, depth: int) -> str:
+    """`value` as json.dumps(indent=1) writes it `depth` levels deep in a document (JSON text has no raw newlines)."""
+    return json.dumps(value, indent=1).replace("\n", "\n" + " " * depth)
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    """Write `text` to a temp file in the same folder, fsync, then rename over `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
