@@ -45,13 +45,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the selected cells; 0 no regression, 1 regression, 2 bad input, 130 interrupted."""
-    return _run(args, args.argv)
-
-
-def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    from harness.cells import expand_cells
-    from harness.environment import cuda_capability, format_capability
-    from harness.matrix import load_matrix
+    from harness import forkserver
+    from harness.executor import executor_env
 
     if args.transformers_src:
         from harness.transformers_src import ENV_VAR, resolve_src
@@ -59,6 +54,23 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         # Inherited by xdist workers and their executors (which put it first on PYTHONPATH) and read by
         # environment.py for results.json.
         os.environ[ENV_VAR] = resolve_src(args.transformers_src)
+    # First thing: the fork server's torch import and warm-up overlap the validation and pytest start-up below.
+    server = forkserver.start(executor_env(None), os.path.join(args.out, "logs", "forkserver.log"))
+    if server is not None:
+        os.environ[forkserver.ENV_VAR] = server[1]  # inherited by the xdist workers
+    try:
+        return _run(args, args.argv)
+    finally:
+        forkserver.stop(server)
+        if server is not None:
+            os.environ.pop(forkserver.ENV_VAR, None)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from harness.cells import expand_cells
+    from harness.environment import cuda_capability, format_capability
+    from harness.matrix import load_matrix
+
     matrix = load_matrix(args.matrix)
     cells = expand_cells(matrix)
     sources = sorted({cell.source for cell in cells})

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from harness import transformers_src
+from harness import forkserver, transformers_src
 
 _READY_TIMEOUT_S = 300
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +28,7 @@ class Executor:
     def __init__(self, log_dir: str, name: str, threads: int | None = None, memory_limit_gb: float | None = None):
         self.log_dir, self.name, self.threads = log_dir, name, threads
         self.memory_limit_gb = memory_limit_gb
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen | forkserver.ForkedExecutor | None = None
         self._log_path = ""
         self._starts = 0
         self._ready = False
@@ -98,15 +98,16 @@ class Executor:
         self._starts += 1
         os.makedirs(self.log_dir, exist_ok=True)
         self._log_path = os.path.join(self.log_dir, f"executor-{self.name}-{self._starts}.log")
-        env = dict(os.environ)
-        # --transformers-src: that tree first, so `import transformers` finds it before the installed package.
-        src = env.get(transformers_src.ENV_VAR)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, _REPO_ROOT, env.get("PYTHONPATH")]))
-        env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no compile-worker pool per executor
-        env["PYTHONFAULTHANDLER"] = "1"  # a segfault prints a Python traceback into the log
-        if self.threads:
-            env["OMP_NUM_THREADS"] = str(self.threads)
+        env = executor_env(self.threads)
         with open(self._log_path, "ab") as log:
+            server = os.environ.get(forkserver.ENV_VAR)
+            if server and server != "0":
+                self._proc, refused = forkserver.fork_executor(server, log=log, threads=self.threads,
+                                                               memory_limit_gb=self.memory_limit_gb, env=env)
+                if self._proc is not None:
+                    return
+                log.write(f"[harness] spawning instead of forking: {refused}\n".encode())
+                log.flush()
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.executor_child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log, env=env, start_new_session=True, cwd=os.getcwd(),
@@ -134,6 +135,20 @@ class Executor:
             buffer += chunk
             if buffer.endswith(b"\n"):
                 return buffer
+
+
+def executor_env(threads: int | None) -> dict[str, str]:
+    """The environment of an executor process (and of the fork server, which must match it)."""
+    env = dict(os.environ)
+    # --transformers-src: that tree first, so `import transformers` finds it before the installed package.
+    src = env.get(transformers_src.ENV_VAR)
+    paths = [src, _REPO_ROOT, *env.get("PYTHONPATH", "").split(os.pathsep)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path for path in paths if path))  # once each, in order
+    env.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # no compile-worker pool per executor
+    env["PYTHONFAULTHANDLER"] = "1"  # a segfault prints a Python traceback into the log
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
 
 
 def _address_space_cap(limit_gb: float | None):

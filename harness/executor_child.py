@@ -8,17 +8,38 @@ import sys
 
 
 def main() -> None:
+    """Spawned executor: prepare this process, then serve cells until stdin closes."""
+    prepare()
+    serve(os.getppid())
+
+
+def prepare() -> None:
+    """Import and exercise torch.compile once, so lazily started threads are not blamed on the first cell.
+
+    The fork server (harness/forkserver.py) runs this once and forks ready executors from it.
+    """
+    import torch
+
+    from harness.signals import enable_logs
+
+    import backends.reference  # noqa: F401 - registers the reference custom ops before the baseline snapshot
+
+    compiled = torch.compile(lambda x: torch.nn.functional.silu(x) * 2.0)
+    compiled(torch.randn(4, 4))
+    torch._dynamo.reset()
+    enable_logs()
+
+
+def serve(parent_pid: int) -> None:
     """Serve cells until stdin closes; the protocol uses a private copy of stdout, prints go to the log."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # anything a backend or torch prints ends up in the executor log, not in the protocol
     sys.stdout = sys.stderr
     from harness import isolation
     from harness.cell_run import run_cell
-    from harness.signals import enable_logs, error_record
+    from harness.signals import error_record
 
-    _exit_with_parent()
-    _warm_up()
-    enable_logs()
+    _exit_with_parent(parent_pid)
     baseline = isolation.snapshot()
     protocol.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
@@ -36,30 +57,26 @@ def main() -> None:
         protocol.write(json.dumps(outcome, default=str) + "\n")
 
 
-def _exit_with_parent() -> None:
-    """Exit when the parent dies (e.g. a worker killed mid-cell), so no executor outlives its run."""
+def _exit_with_parent(parent_pid: int) -> None:
+    """Exit when the worker that runs us dies (e.g. killed mid-cell), so no executor outlives its run."""
     import threading
     import time
 
-    parent = os.getppid()
+    def alive() -> bool:
+        if parent_pid == os.getppid():  # spawned by the worker: reparented the moment the worker dies
+            return True
+        try:  # forked by the fork server: watch the worker that asked for us; a zombie is dead too
+            with open(f"/proc/{parent_pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while alive():
             time.sleep(1.0)
         os._exit(3)
 
     threading.Thread(target=watch, name="harness-parent-watchdog", daemon=True).start()
-
-
-def _warm_up() -> None:
-    """Import and exercise torch.compile once, so lazily started threads are not blamed on the first cell."""
-    import torch
-
-    import backends.reference  # noqa: F401 - registers the reference custom ops before the baseline snapshot
-
-    compiled = torch.compile(lambda x: torch.nn.functional.silu(x) * 2.0)
-    compiled(torch.randn(4, 4))
-    torch._dynamo.reset()
 
 
 if __name__ == "__main__":
