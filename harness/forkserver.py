@@ -35,17 +35,28 @@ _CONNECT_TIMEOUT_S = 300
 
 
 def start(env: dict[str, str], log_path: str) -> tuple[subprocess.Popen, str] | None:
-    """Start the server (it binds at once, then imports torch); None where forking executors is not possible."""
+    """Start the server; None where forking executors is not possible.
+
+    The socket is bound and listening before this returns, so a worker can connect at once: it waits in
+    the backlog until the server has imported torch and warmed up.
+    """
     if os.environ.get(ENV_VAR) == "0" or sys.platform != "linux" or not hasattr(socket, "send_fds"):
         return None
     import tempfile
 
     path = os.path.join(tempfile.mkdtemp(prefix="harness-forkserver-"), "socket")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
     server_env = {**env, "OMP_NUM_THREADS": "1"}  # no OpenMP pool in the parent; each executor sets its own
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "harness.forkserver", path], env=server_env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "harness.forkserver", str(listener.fileno())],
+                                    env=server_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, pass_fds=[listener.fileno()])
+    finally:
+        listener.close()
     return proc, path
 
 
@@ -156,10 +167,8 @@ def _pid_alive(pid: int) -> bool:
 class _Server:
     """Single-threaded: a selector over the listening socket and a SIGCHLD wake-up pipe."""
 
-    def __init__(self, path: str):
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(path)
-        self.listener.listen(64)  # workers may connect before prepare() finishes: they wait in the backlog
+    def __init__(self, listener_fd: int):
+        self.listener = socket.socket(fileno=listener_fd)  # bound and listening: see start()
         self.parent = os.getppid()
         self.env = comparable_env(dict(os.environ))
         self.children: dict[int, socket.socket] = {}
@@ -237,6 +246,7 @@ class _Server:
                 os.close(fd)
             sys.stdin = open(0, "r", closefd=False)
             sys.stderr = open(2, "w", buffering=1, closefd=False)
+            print(f"[harness] executor {os.getpid()} forked by the fork server {os.getppid()}", file=sys.stderr)
             os.chdir(request["cwd"])
             os.environ.clear()
             os.environ.update(request["env"])
@@ -308,7 +318,7 @@ def _env_mismatch(prepared_env: dict[str, str], env: dict[str, str]) -> str:
 
 
 if __name__ == "__main__":
-    _server = _Server(sys.argv[1])
+    _server = _Server(int(sys.argv[1]))
     _server.prepare()
     try:
         _server.serve()
