@@ -40,13 +40,19 @@ def run(args: argparse.Namespace) -> int:
     cells = [c for c in expand_cells(matrix) if c.source == args.source and c.device == args.device]
     sample = [c.id for c in cells][::args.naive_sample]
     cache = tempfile.mkdtemp(prefix="harness-speed-inductor-")
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+    # Cold means cold: inductor keeps its precompiled C++ headers under $TMPDIR/torchinductor_<user>, outside
+    # TORCHINDUCTOR_CACHE_DIR, so a fresh TMPDIR as well.
+    tmpdir = os.path.join(cache, "tmp")
+    os.makedirs(tmpdir)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": os.path.join(cache, "inductor"), "TMPDIR": tmpdir}
     try:
         report: dict[str, Any] = {"cells": len(cells), "sample_cells": len(sample), "cpu_count": os.cpu_count(),
-                                  "workers": args.workers, "load_before": os.getloadavg()}
+                                  "cpu_model": _cpu_model(), "python": sys.version.split()[0],
+                                  "torch": _torch_version(), "workers": args.workers, "load_before": os.getloadavg()}
         common = ["--matrix", args.matrix, "--source", args.source, "--device", args.device, "-q"]
         report["cold_s"], cold = _harness(common + ["-n", args.workers], args.out, "cold", env)
         report["warm_s"], warm = _harness(common + ["-n", args.workers], args.out, "warm", env)
+        report["executors"] = {run: _executor_starts(os.path.join(args.out, run)) for run in ("cold", "warm")}
         sample_args = common + ["-n", args.workers] + [arg for cid in sample for arg in ("--cell", cid)]
         report["sample_harness_warm_s"], sampled = _harness(sample_args, args.out, "sample", env)
         report["sample_naive_warm_s"], naive = _naive(matrix, sample, args, env)
@@ -65,6 +71,32 @@ def run(args: argparse.Namespace) -> int:
                 "speedup_vs_naive", "statuses_identical", "cold_warm_identical"):
         print(f"{key:>24}: {report[key]:.1f}" if isinstance(report[key], float) else f"{key:>24}: {report[key]}")
     return 0 if report["statuses_identical"] else 1
+
+
+def _executor_starts(folder: str) -> dict[str, int]:
+    """How the run's executors started: forked by the fork server, or spawned (a fallback or HARNESS_FORKSERVER=0)."""
+    from harness.forkserver import FORKED_LOG_LINE
+
+    logs = [name for name in os.listdir(os.path.join(folder, "logs")) if name.startswith("executor-")]
+    forked = 0
+    for name in logs:
+        with open(os.path.join(folder, "logs", name), errors="replace") as fh:
+            forked += FORKED_LOG_LINE in fh.read()
+    return {"forked": forked, "spawned": len(logs) - forked}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
+
+
+def _torch_version() -> str:
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                         text=True, check=False)
+    return out.stdout.strip() or "unknown"
 
 
 def _harness(run_args: list[str], out: str, name: str, env: dict[str, str]) -> tuple[float, dict[str, str]]:

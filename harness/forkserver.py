@@ -32,6 +32,7 @@ ENV_VAR = "HARNESS_FORKSERVER"  # socket path, inherited by xdist workers; "0" d
 _IMPORT_TIME_PREFIXES = ("TORCH", "PYTHON", "CUDA", "TRITON", "LD_", "HARNESS_TRANSFORMERS", "MKL", "KMP", "HF_")
 _IGNORED = ("PYTHONFAULTHANDLER",)
 _CONNECT_TIMEOUT_S = 300
+FORKED_LOG_LINE = "forked by the fork server"  # first line of a forked executor's log
 
 
 def start(env: dict[str, str], log_path: str) -> tuple[subprocess.Popen, str] | None:
@@ -246,7 +247,7 @@ class _Server:
                 os.close(fd)
             sys.stdin = open(0, "r", closefd=False)
             sys.stderr = open(2, "w", buffering=1, closefd=False)
-            print(f"[harness] executor {os.getpid()} forked by the fork server {os.getppid()}", file=sys.stderr)
+            print(f"[harness] executor {os.getpid()} {FORKED_LOG_LINE} {os.getppid()}", file=sys.stderr)
             os.chdir(request["cwd"])
             os.environ.clear()
             os.environ.update(request["env"])

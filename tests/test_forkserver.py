@@ -15,7 +15,7 @@ from harness.matrix import load_matrix
 from tests.conftest import fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 FAULTS = ["healthy", "abort", "segfault", "hang", "leak_thread", "runtime_failure", "exhaust_memory", "healthy_again"]
-FORKED_LINE = "forked by the fork server"
+FORKED_LINE = forkserver.FORKED_LOG_LINE
 SPAWNED_LINE = "spawning instead of forking"
 
 

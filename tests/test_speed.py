@@ -1,0 +1,26 @@
+"""`harness speed`: the benchmark of the harness itself runs and reports what it measured."""
+
+import json
+
+import pytest
+
+from tests.conftest import fixture_backend, matrix_doc, run_harness, write_matrix
+
+
+@pytest.mark.slow
+def test_speed_reports_cold_warm_and_naive_with_identical_statuses(tmp_path):
+    doc = matrix_doc({"healthy": fixture_backend("healthy"), "runtime_failure": fixture_backend("runtime_failure")},
+                     axes={"mode": ["uncompiled", "default"], "fullgraph": [True], "shape": ["decode"]})
+    matrix = write_matrix(tmp_path / "matrix.yaml", doc)
+    proc = run_harness("speed", "--matrix", str(matrix), "--source", "user", "--device", "cpu", "-n", "1",
+                       "--naive-sample", "1", "--out", str(tmp_path / "speed"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "speed" / "speed.json").read_text())
+    assert report["cells"] == report["sample_cells"] == 4
+    assert report["statuses_identical"] and report["cold_warm_identical"] and report["differences"] == {}
+    assert report["cold_s"] > 0 and report["warm_s"] > 0 and report["speedup_vs_naive"] > 0
+    assert report["executors"]["warm"] == {"forked": 1, "spawned": 0}
+    assert report["torch"] and report["cpu_model"]
+    statuses = {c["id"]: c["status"] for c in
+                json.loads((tmp_path / "speed" / "warm" / "results.json").read_text())["cells"]}
+    assert sorted(statuses.values()) == ["pass", "pass", "runtime_error", "runtime_error"]
