@@ -181,6 +181,7 @@ class _Server:
             from harness import executor_child
 
             executor_child.prepare()
+            _stop_benign_threads()
         except Exception as exc:  # noqa: BLE001 - every request is then refused and workers spawn as usual
             self.unusable = f"fork server could not prepare: {type(exc).__name__}: {exc}"
 
@@ -295,6 +296,18 @@ class _Server:
                 except OSError:
                     pass
                 conn.close()
+
+
+def _stop_benign_threads() -> None:
+    """Stop tqdm's monitor thread (a cold warm-up's progress bars start it): a fork needs a single thread.
+
+    Children start their own monitor when they show a bar, as a spawned executor would.
+    """
+    tqdm = sys.modules.get("tqdm")
+    monitor = getattr(getattr(tqdm, "tqdm", None), "monitor", None)
+    if monitor is not None:
+        monitor.exit()
+        tqdm.tqdm.monitor = None
 
 
 def _unsafe_to_fork() -> str:

@@ -19,7 +19,7 @@ def test_speed_reports_cold_warm_and_naive_with_identical_statuses(tmp_path):
     assert report["cells"] == report["sample_cells"] == 4
     assert report["statuses_identical"] and report["cold_warm_identical"] and report["differences"] == {}
     assert report["cold_s"] > 0 and report["warm_s"] > 0 and report["speedup_vs_naive"] > 0
-    assert report["executors"]["warm"] == {"forked": 1, "spawned": 0}
+    assert report["executors"] == {"cold": {"forked": 1, "spawned": 0}, "warm": {"forked": 1, "spawned": 0}}
     assert report["torch"] and report["cpu_model"]
     statuses = {c["id"]: c["status"] for c in
                 json.loads((tmp_path / "speed" / "warm" / "results.json").read_text())["cells"]}
