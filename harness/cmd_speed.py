@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--source", default="reference")
     p.add_argument("--device", default="cpu")
     p.add_argument("-n", dest="workers", default="auto")
+    p.add_argument("--warm-runs", type=int, default=3, metavar="N",
+                   help="time the warm run N times and report the median (the machine's noise shows in the spread)")
     p.add_argument("--naive-sample", type=int, default=4, metavar="K",
                    help="compare with process-per-cell on every K-th cell (1 = all cells)")
     p.add_argument("--out", default=os.path.join("reports", "speed"), help="folder for speed.json")
@@ -36,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.naive_sample < 1:
         raise HarnessError("must be >= 1", key="--naive-sample")
+    if args.warm_runs < 1:
+        raise HarnessError("must be >= 1", key="--warm-runs")
     matrix = load_matrix(args.matrix)
     cells = [c for c in expand_cells(matrix) if c.source == args.source and c.device == args.device]
     sample = [c.id for c in cells][::args.naive_sample]
@@ -51,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
                                   "torch": _torch_version(), "workers": args.workers, "load_before": os.getloadavg()}
         common = ["--matrix", args.matrix, "--source", args.source, "--device", args.device, "-q"]
         report["cold_s"], cold = _harness(common + ["-n", args.workers], args.out, "cold", env)
-        report["warm_s"], warm = _harness(common + ["-n", args.workers], args.out, "warm", env)
+        warm_runs = [_harness(common + ["-n", args.workers], args.out, "warm" if i == 0 else f"warm{i + 1}", env)
+                     for i in range(args.warm_runs)]
+        report["warm_runs_s"] = [seconds for seconds, _ in warm_runs]
+        report["warm_s"] = statistics.median(report["warm_runs_s"])
+        warm = warm_runs[0][1]
+        report["warm_runs_identical"] = all(statuses == warm for _, statuses in warm_runs)
         report["executors"] = {run: _executor_starts(os.path.join(args.out, run)) for run in ("cold", "warm")}
         sample_args = common + ["-n", args.workers] + [arg for cid in sample for arg in ("--cell", cid)]
         report["sample_harness_warm_s"], sampled = _harness(sample_args, args.out, "sample", env)
@@ -67,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "speed.json"), "w") as fh:
         json.dump(report, fh, indent=1)
-    for key in ("cells", "cold_s", "warm_s", "sample_cells", "sample_harness_warm_s", "sample_naive_warm_s",
-                "speedup_vs_naive", "statuses_identical", "cold_warm_identical"):
+    for key in ("cells", "cold_s", "warm_s", "warm_runs_s", "sample_cells", "sample_harness_warm_s",
+                "sample_naive_warm_s", "speedup_vs_naive", "statuses_identical", "cold_warm_identical",
+                "warm_runs_identical"):
         print(f"{key:>24}: {report[key]:.1f}" if isinstance(report[key], float) else f"{key:>24}: {report[key]}")
-    return 0 if report["statuses_identical"] else 1
+    return 0 if report["statuses_identical"] and report["cold_warm_identical"] and report["warm_runs_identical"] else 1
 
 
 def _executor_starts(folder: str) -> dict[str, int]:

@@ -174,6 +174,8 @@ def _failure(status: str, kind: str, message: str) -> dict[str, Any]:
 
 
 def _describe_exit(code: int | None) -> str:
+    if code == forkserver.UNKNOWN_EXIT:
+        return "exit status unknown (the fork server that started it is gone)"
     if code is not None and code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

@@ -14,7 +14,7 @@ def main() -> None:
 
 
 def prepare() -> None:
-    """Import and exercise torch.compile once, so lazily started threads are not blamed on the first cell.
+    """Import and exercise torch.compile once: lazily started threads and one-time set-up are not the first cell's.
 
     The fork server (harness/forkserver.py) runs this once and forks ready executors from it.
     """
@@ -24,8 +24,14 @@ def prepare() -> None:
 
     import backends.reference  # noqa: F401 - registers the reference custom ops before the baseline snapshot
 
+    import harness.cell_run  # noqa: F401 - what serve() needs, imported once in the fork server
+    import harness.isolation  # noqa: F401
+
     compiled = torch.compile(lambda x: torch.nn.functional.silu(x) * 2.0)
     compiled(torch.randn(4, 4))
+    # A second size: the automatic-dynamic recompile every cell makes (symbolic shapes' one-time set-up).
+    # Not the profiler: it starts a thread, and the fork server forks only single-threaded.
+    compiled(torch.randn(5, 4))
     torch._dynamo.reset()
     enable_logs()
 

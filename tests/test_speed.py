@@ -13,11 +13,13 @@ def test_speed_reports_cold_warm_and_naive_with_identical_statuses(tmp_path):
                      axes={"mode": ["uncompiled", "default"], "fullgraph": [True], "shape": ["decode"]})
     matrix = write_matrix(tmp_path / "matrix.yaml", doc)
     proc = run_harness("speed", "--matrix", str(matrix), "--source", "user", "--device", "cpu", "-n", "1",
-                       "--naive-sample", "1", "--out", str(tmp_path / "speed"))
+                       "--naive-sample", "1", "--warm-runs", "2", "--out", str(tmp_path / "speed"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "speed" / "speed.json").read_text())
     assert report["cells"] == report["sample_cells"] == 4
     assert report["statuses_identical"] and report["cold_warm_identical"] and report["differences"] == {}
+    assert report["warm_runs_identical"] and len(report["warm_runs_s"]) == 2
+    assert min(report["warm_runs_s"]) <= report["warm_s"] <= max(report["warm_runs_s"])
     assert report["cold_s"] > 0 and report["warm_s"] > 0 and report["speedup_vs_naive"] > 0
     assert report["executors"] == {"cold": {"forked": 1, "spawned": 0}, "warm": {"forked": 1, "spawned": 0}}
     assert report["torch"] and report["cpu_model"]
