@@ -48,7 +48,10 @@ def start(env: dict[str, str], log_path: str) -> tuple[subprocess.Popen, str] | 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    server_env = {**env, "OMP_NUM_THREADS": "1"}  # no OpenMP pool in the parent; each executor sets its own
+    server_env = {**env, "OMP_NUM_THREADS": "1",  # no OpenMP pool in the parent; each executor sets its own
+                  # torch.cuda.is_available() through NVML, not cudaGetDeviceCount: the latter starts the CUDA
+                  # driver (and its threads) in the server, after which no child could use CUDA.
+                  "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     try:
         with open(log_path, "ab") as log:
