@@ -32,6 +32,10 @@ class _Server:
             _stop_benign_threads()
         except Exception as exc:  # noqa: BLE001 - every request is then refused and workers spawn as usual
             self.unusable = f"fork server could not prepare: {type(exc).__name__}: {exc}"
+            return
+        # Checked once here, with time for a just-joined thread to go; a lasting reason refuses every request
+        # at once (e.g. the CUDA driver's threads on a GPU machine) instead of waiting on each.
+        self.unusable = _unsafe_to_fork(grace_s=2.0)
 
     def serve(self) -> None:
         """Fork one executor per request until the parent (the CLI) exits or sends SIGTERM."""
@@ -59,7 +63,7 @@ class _Server:
             request = json.loads(recv_line(conn, message)[0].decode())
         except (OSError, ValueError):
             request = None
-        reason = ("unreadable request" if request is None else self.unusable or _unsafe_to_fork()
+        reason = ("unreadable request" if request is None else self.unusable or _unsafe_to_fork(grace_s=0.2)
                   or _env_mismatch(self.env, request["env"]) or ("" if len(fds) == 3 else "expected 3 descriptors"))
         if reason:
             for fd in fds:
@@ -158,7 +162,7 @@ def _stop_benign_threads() -> None:
         tqdm.tqdm.monitor = None
 
 
-def _unsafe_to_fork(grace_s: float = 2.0) -> str:
+def _unsafe_to_fork(grace_s: float) -> str:
     """Why forking now could hand the child a broken state ("" when it is safe).
 
     A thread that was just joined can linger in /proc for a moment while the OS tears it down: wait a little.
