@@ -95,16 +95,21 @@ def test_executor_is_forked_and_its_exit_is_reported(tmp_path, server):
     assert proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.slow
-def test_a_different_environment_falls_back_to_spawning(tmp_path, server, monkeypatch):
-    monkeypatch.setenv("TORCHINDUCTOR_MAX_AUTOTUNE", "1")  # read by inductor at import: forking would ignore it
+def _log_of_a_spawned_executor(tmp_path) -> str:
+    """Run a healthy cell, check its executor was spawned (not forked), return the executor's log."""
     executor = Executor(str(tmp_path / "logs"), "t", threads=1)
     try:
         assert executor.run(_spec(tmp_path), 120)["status"] == "pass"
         assert isinstance(executor._proc, subprocess.Popen)
     finally:
         executor.close()
-    log = (tmp_path / "logs" / "executor-t-1.log").read_text()
+    return (tmp_path / "logs" / "executor-t-1.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_different_environment_falls_back_to_spawning(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_MAX_AUTOTUNE", "1")  # read by inductor at import: forking would ignore it
+    log = _log_of_a_spawned_executor(tmp_path)
     assert SPAWNED_LINE in log and "TORCHINDUCTOR_MAX_AUTOTUNE" in log
 
 
@@ -112,13 +117,7 @@ def test_a_different_environment_falls_back_to_spawning(tmp_path, server, monkey
 def test_a_dead_fork_server_falls_back_to_spawning(tmp_path, server):
     server[0].kill()
     server[0].wait()
-    executor = Executor(str(tmp_path / "logs"), "t", threads=1)
-    try:
-        assert executor.run(_spec(tmp_path), 120)["status"] == "pass"
-        assert isinstance(executor._proc, subprocess.Popen)
-    finally:
-        executor.close()
-    assert "fork server unavailable" in (tmp_path / "logs" / "executor-t-1.log").read_text()
+    assert "fork server unavailable" in _log_of_a_spawned_executor(tmp_path)
 
 
 def test_comparable_env_keeps_only_what_torch_reads_at_import():
