@@ -26,6 +26,13 @@ class _Server:
     def prepare(self) -> None:
         """Bring this process to the state a spawned executor reaches before its first cell."""
         try:
+            import torch
+
+            if torch.cuda.is_available():  # through NVML here (see forkserver.start): CUDA not started yet
+                # Dynamo saves the CUDA RNG state around every compile (torch.cuda.get_rng_state()), which starts
+                # CUDA in this process, and a forked child cannot use CUDA started in its parent.
+                self.unusable = "CUDA machine: a warm-up compile would start CUDA in the fork server"
+                return
             from harness import executor_child
 
             executor_child.prepare()
