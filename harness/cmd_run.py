@@ -95,7 +95,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     pytest_args = [os.path.abspath(args.matrix), "-c", _INI, "--rootdir", os.path.dirname(os.path.abspath(args.matrix)),
                    "--matrix", os.path.abspath(args.matrix), "--matrix-out", args.out,
                    "--junitxml", os.path.join(args.out, "junit.xml"), "--matrix-argv", " ".join(argv),
-                   "-p", "xdist", "-n", str(workers), "-rfE", "--matrix-cuda", format_capability(capability)]
+                   "-p", "xdist", "-n", str(workers), "-rfE", "--matrix-cuda", format_capability(capability),
+                   # Each worker takes a contiguous half of the run order and steals from the other's end when done:
+                   # cells that compile the same graphs stay on one worker (`--dist load` hands out small chunks
+                   # alternately, so two workers built the same kernel at once, one waiting on the other's cache lock).
+                   "--dist", "worksteal"]
     for source in args.source:
         pytest_args += ["--matrix-source", source]
     for device in args.device:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,11 +71,7 @@ def stop(server: tuple[subprocess.Popen, str] | None) -> None:
     proc, path = server
     proc.kill()  # it holds nothing to flush; a clean interpreter exit with torch loaded takes a second
     proc.wait()
-    for leftover in (path, os.path.dirname(path)):
-        try:
-            os.unlink(leftover) if leftover == path else os.rmdir(leftover)
-        except OSError:
-            pass
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 def comparable_env(env: dict[str, str]) -> dict[str, str]:
@@ -137,6 +134,7 @@ def fork_executor(path: str, *, log, threads: int | None, memory_limit_gb: float
         os.close(stdin_r)
         os.close(stdout_w)
     if "pid" not in reply:
+        conn.close()
         os.close(stdin_w)
         os.close(stdout_r)
         return None, reply.get("refused", "no pid")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from harness.errors import HarnessError
 from harness.matrix import load_matrix
-from tests.conftest import fixture_backend, matrix_doc, run_harness
+from tests.conftest import REPO_ROOT, fixture_backend, matrix_doc, run_harness
 
 GOOD_BACKENDS = {"healthy": fixture_backend("healthy")}
 
@@ -67,10 +70,20 @@ def test_tolerance_must_be_a_number(tmp_matrix):
     ("tests.fixtures.backends:NOT_A_FUNCTION", "not a callable"),
     ("tests.fixtures.broken_import:fn", "raised RuntimeError: broken on purpose"),
     ("not a path", "dotted path"),
+    # The harness's own modules are read, not imported, when the function is there; a mistake is still caught.
+    ("backends.reference:no_such_forward", "has no attribute 'no_such_forward'"),
+    ("backends.layouts:LAYOUTS", "not a callable"),
 ])
 def test_bad_backend_path(tmp_matrix, impl, expected):
     err = _error(tmp_matrix, matrix_doc({"bad": {"source": "user", "impl": impl}}))
     assert err.key.startswith("backends.bad") and expected in err.message
+
+
+def test_loading_the_shipped_matrix_does_not_import_torch():
+    # The controller validates matrix.yaml on every run; importing torch there costs a core ~2.5 s.
+    code = "import sys; from harness.matrix import load_matrix; load_matrix('matrix.yaml'); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
 
 
 def test_rule_that_matches_no_cell(tmp_matrix):
