@@ -55,9 +55,11 @@ def run(args: argparse.Namespace) -> int:
                                   "cpu_model": _cpu_model(), "python": sys.version.split()[0],
                                   "torch": _torch_version(), "workers": args.workers, "load_before": os.getloadavg()}
         common = ["--matrix", args.matrix, "--source", args.source, "--device", args.device, "-q"]
-        report["cold_s"], cold = _harness(common + ["-n", args.workers], args.out, "cold", env)
-        warm_runs = [_harness(common + ["-n", args.workers], args.out, "warm" if i == 0 else f"warm{i + 1}", env)
-                     for i in range(args.warm_runs)]
+        # Whether the cores were busy: idle core-seconds are where a faster design could still gain.
+        report["cpu"] = cpu = {}
+        report["cold_s"], cold = _harness(common + ["-n", args.workers], args.out, "cold", env, cpu)
+        warm_runs = [_harness(common + ["-n", args.workers], args.out, "warm" if i == 0 else f"warm{i + 1}", env,
+                              cpu) for i in range(args.warm_runs)]
         report["warm_runs_s"] = [seconds for seconds, _ in warm_runs]
         report["warm_s"] = statistics.median(report["warm_runs_s"])
         warm = warm_runs[0][1]
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report, fh, indent=1)
     for key in ("cells", "cold_s", "warm_s", "warm_runs_s", "sample_cells", "sample_harness_warm_s",
                 "sample_naive_warm_s", "speedup_vs_naive", "statuses_identical", "cold_warm_identical",
-                "warm_runs_identical"):
+                "warm_runs_identical", "cpu"):
         print(f"{key:>24}: {report[key]:.1f}" if isinstance(report[key], float) else f"{key:>24}: {report[key]}")
     return 0 if report["statuses_identical"] and report["cold_warm_identical"] and report["warm_runs_identical"] else 1
 
@@ -110,15 +112,40 @@ def _torch_version() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def _harness(run_args: list[str], out: str, name: str, env: dict[str, str]) -> tuple[float, dict[str, str]]:
-    """Wall time of one `python -m harness run` and the status of each cell."""
+def _harness(run_args: list[str], out: str, name: str, env: dict[str, str],
+             cpu: dict[str, Any] | None = None) -> tuple[float, dict[str, str]]:
+    """Wall time of one `python -m harness run` and the status of each cell; its CPU use goes into `cpu[name]`."""
     folder = os.path.join(out, name)
+    before = _cpu_ticks()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "harness", "run", *run_args, "--out", folder], cwd=_REPO_ROOT, env=env,
                    check=False, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
+    if cpu is not None:
+        cpu[name] = cpu_use(before, _cpu_ticks())
     with open(os.path.join(folder, "results.json")) as fh:
         return seconds, {c["id"]: c["status"] for c in json.load(fh)["cells"]}
+
+
+def cpu_use(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, float] | None:
+    """{busy: fraction of all cores' time in use, idle_core_s: core-seconds left idle} between two samples.
+
+    Machine-wide (other load counts as busy: run the benchmark on an idle machine); None without /proc/stat.
+    """
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return {"busy": round(1 - idle / total, 3), "idle_core_s": round(idle / os.sysconf("SC_CLK_TCK"), 1)}
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(all, idle + iowait) clock ticks summed over cores since boot, from /proc/stat's first line."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(value) for value in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(ticks), ticks[3] + ticks[4]
 
 
 def _naive(matrix, sample: list[str], args, env) -> tuple[float, dict[str, str]]:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from harness.cmd_speed import cpu_use
 from tests.conftest import fixture_backend, matrix_doc, run_harness, write_matrix
 
 
@@ -23,6 +24,15 @@ def test_speed_reports_cold_warm_and_naive_with_identical_statuses(tmp_path):
     assert report["cold_s"] > 0 and report["warm_s"] > 0 and report["speedup_vs_naive"] > 0
     assert report["executors"] == {"cold": {"forked": 1, "spawned": 0}, "warm": {"forked": 1, "spawned": 0}}
     assert report["torch"] and report["cpu_model"]
+    assert set(report["cpu"]) == {"cold", "warm", "warm2"}
+    assert all(0 <= use["busy"] <= 1 and use["idle_core_s"] >= 0 for use in report["cpu"].values())
     statuses = {c["id"]: c["status"] for c in
                 json.loads((tmp_path / "speed" / "warm" / "results.json").read_text())["cells"]}
     assert sorted(statuses.values()) == ["pass", "pass", "runtime_error", "runtime_error"]
+
+
+def test_cpu_use_from_two_proc_stat_samples(monkeypatch):
+    monkeypatch.setattr("os.sysconf", lambda name: 100)
+    # 2 cores for 10 s = 2000 ticks, 500 of them idle: 75 % busy, 5 core-seconds idle.
+    assert cpu_use((10_000, 4_000), (12_000, 4_500)) == {"busy": 0.75, "idle_core_s": 5.0}
+    assert cpu_use(None, (1, 1)) is None and cpu_use((5, 1), (5, 1)) is None
