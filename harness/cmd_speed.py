@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Measure and write `<out>/speed.json`; print a summary table."""
     from harness.cells import expand_cells
+    from harness.environment import torch_version
     from harness.matrix import load_matrix
 
     if args.naive_sample < 1:
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report: dict[str, Any] = {"cells": len(cells), "sample_cells": len(sample), "cpu_count": os.cpu_count(),
                                   "cpu_model": _cpu_model(), "python": sys.version.split()[0],
-                                  "torch": _torch_version(), "workers": args.workers, "load_before": os.getloadavg()}
+                                  "torch": torch_version(), "workers": args.workers, "load_before": os.getloadavg()}
         common = ["--matrix", args.matrix, "--source", args.source, "--device", args.device, "-q"]
         # Whether the cores were busy: idle core-seconds are where a faster design could still gain.
         report["cpu"] = cpu = {}
@@ -104,12 +105,6 @@ def _cpu_model() -> str:
             return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "unknown")
     except OSError:
         return "unknown"
-
-
-def _torch_version() -> str:
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                         text=True, check=False)
-    return out.stdout.strip() or "unknown"
 
 
 def _harness(run_args: list[str], out: str, name: str, env: dict[str, str],
