@@ -9,36 +9,10 @@ import sys
 
 def main() -> None:
     """Spawned executor: prepare this process, then serve cells until stdin closes."""
+    from harness.warmup import prepare
+
     prepare()
     serve(os.getppid())
-
-
-def prepare() -> None:
-    """Import and exercise torch.compile once: lazily started threads and one-time set-up are not the first cell's.
-
-    The fork server (harness/forkserver.py) runs this once and forks ready executors from it.
-    """
-    import torch
-
-    from harness.signals import enable_logs
-
-    import backends.reference  # noqa: F401 - registers the reference custom ops before the baseline snapshot
-
-    import harness.cell_run  # noqa: F401 - what serve() needs, imported once in the fork server
-    import harness.isolation  # noqa: F401
-
-    # A C++ kernel: inductor's one-time C++ set-up (CPU ISA probe, precompiled header on a cold cache).
-    torch.compile(lambda x: torch.nn.functional.silu(x) * 2.0)(torch.randn(4, 4))
-    # Two sizes: the automatic-dynamic recompile every cell makes (symbolic shapes' one-time set-up), on a
-    # graph of extern calls only, so a cold cache builds no C++ kernel that no cell needs (measured: the first
-    # cell's compile time is the same as after a dynamic C++ kernel).
-    # Not the profiler: it starts a thread, and the fork server forks only single-threaded.
-    extern_only = torch.compile(lambda x, w: torch.mm(x, w))
-    weight = torch.randn(4, 4)
-    extern_only(torch.randn(4, 4), weight)
-    extern_only(torch.randn(5, 4), weight)
-    torch._dynamo.reset()
-    enable_logs()
 
 
 def serve(parent_pid: int) -> None:

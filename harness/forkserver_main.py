@@ -33,9 +33,9 @@ class _Server:
                 # CUDA in this process, and a forked child cannot use CUDA started in its parent.
                 self.unusable = "CUDA machine: a warm-up compile would start CUDA in the fork server"
                 return
-            from harness import executor_child
+            from harness import warmup
 
-            executor_child.prepare()
+            warmup.prepare()
             _stop_benign_threads()
         except Exception as exc:  # noqa: BLE001 - every request is then refused and workers spawn as usual
             self.unusable = f"fork server could not prepare: {type(exc).__name__}: {exc}"
