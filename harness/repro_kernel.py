@@ -5,7 +5,9 @@ reference backend inlined, or a user backend imported by its dotted path (it is 
 transformers' own experts class of the cell's family (harness/tf_families.py) with
 `config._experts_implementation` set to the backend's key, so the call goes through transformers' dispatch.
 Weights, inputs, the float64 oracle and the comparison are the harness's own code, inlined.
-The harness's dispatch proof (spy, profiler evidence) and signal collection are not repeated.
+Transformers cells repeat the harness's dispatch proof: the uncompiled probe call under the spy of
+harness/tf_dispatch.py, then profiler evidence of one more call after the cell's calls; a wrong dispatch raises
+MisDispatch as in the harness. Signal collection (graph breaks, recompiles, ...) is not repeated.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ _VERSIONS = {
             f"({os.path.dirname(transformers.__file__)})")''',
 }
 
+# The harness's code calls the spy as tf_dispatch.X (harness/source_transformers.py, harness/model_checks.py).
+TF_DISPATCH_GLUE = ("tf_dispatch = types.SimpleNamespace(spy=spy, check=check, MisDispatch=MisDispatch, "
+                    "experts_modules=experts_modules)")
+
 # The oracle (backends/oracle.py) tells our Experts' gate from a model-specific one; transformers cells have none.
 _EXPERTS_STAND_IN = '''class Experts:
     """Stand-in for backends/experts.py's Experts, which the oracle names: transformers cells do not build one."""
@@ -40,10 +46,11 @@ _EXPERTS_STAND_IN = '''class Experts:
 
 def imports(spec: dict[str, Any]) -> list[str]:
     """The script's own imports (inlined code brings the rest)."""
+    transformers = spec["cell"]["source"] == "transformers"
     lines = ["import copy"] if spec["cell"]["phase"] == "training" else []
-    lines += ["import os", "import sys", "import types", "", "import torch"]
-    if spec["cell"]["source"] == "transformers":
-        lines.append("import transformers")
+    lines += ["import os"] + (["import re"] if transformers else []) + ["import sys", "import types", "", "import torch"]
+    if transformers:  # the dispatch proof's profiled call
+        lines += ["import transformers", "from torch.profiler import ProfilerActivity, profile"]
     return lines + [""]
 
 
@@ -85,6 +92,11 @@ def spec_text(spec: dict[str, Any]) -> str:
     return f"SPEC = {pprint.pformat(spec, width=110, sort_dicts=False)}"
 
 
+# After the cell's calls, a transformers cell checks what ran, as harness/cell_run.py does.
+_EVIDENCE_CALL = '''        check_evidence(compiled, _inputs(SPEC, subject, shape["tokens"][0], device, dtype, 0), device)
+'''
+
+
 def inference_main(spec: dict[str, Any], call: str) -> str:
     """main() of an inference cell: one call per token count, output against the oracle, stop at a failure."""
     return f'''{spec_text(spec)}
@@ -115,7 +127,7 @@ def main() -> int:
             if rel > SPEC["tolerance"]:
                 raise AssertionError(f"call {{call}} ({{tokens}} tokens): max relative error {{rel:.3g}} > "
                                      f"tolerance {{SPEC['tolerance']:g}}")
-    print("did not reproduce: every call passed")
+{_EVIDENCE_CALL if spec["cell"]["source"] == "transformers" else ""}    print("did not reproduce: every call passed")
     return 0
 
 
@@ -144,17 +156,46 @@ def _own_subject(script: Script, spec: dict[str, Any]) -> str:
 
 
 def _transformers_subject(script: Script, spec: dict[str, Any]) -> str:
-    """transformers' experts class of the cell's family, built and seeded as harness/source_transformers.py does."""
+    """transformers' experts class of the cell's family, built, seeded and dispatch-checked as the harness does."""
+    from harness import signals, source_transformers
+
     key = experts_key(spec)
     script.module("harness.tf_families", "transformers model families per layout")
     script.add(section("harness/source_transformers.py: the experts module and its seeded weights"))
     script.function("harness.source_transformers", "build_experts")
     script.function("harness.source_transformers", "init_experts")
+    script.module("harness.tf_dispatch", "which experts function the experts module called")
+    script.add(TF_DISPATCH_GLUE, "", "")
+    script.add(section("harness/source_transformers.py: the dispatch proof"))
+    for name in ("probe_dispatch", "_probe"):
+        script.function("harness.source_transformers", name)
+    script.add(section("harness/cell_run.py: the profiler evidence check"))
+    script.function("harness.cell_run", "dispatch_proof")
+    expected, forbidden = source_transformers.evidence(key, spec["cell"]["mode"])
     script.add(_EXPERTS_STAND_IN, "", "",
                "# The backend under test: transformers' experts forward dispatches on this key ('eager': the class's "
-               f"own forward).\nEXPERTS_IMPLEMENTATION = {key!r}", "", "", _VERSIONS["transformers"], "", "",
+               f"own forward).\nEXPERTS_IMPLEMENTATION = {key!r}",
+               "# Profiler evidence of the call (harness/source_transformers.py): (ops that must appear, ops of "
+               f"another backend).\nEVIDENCE = {(expected, forbidden)!r}",
+               f"INTERESTING_OP = re.compile({signals.INTERESTING_OP.pattern!r})  # the op names the harness keeps",
+               "", "", _VERSIONS["transformers"], "", "",
                '''def build_subject(device, dtype):
-    """transformers' experts module of the cell's family, configured for the backend, and its routing shape."""
+    """transformers' experts module of the cell's family, configured for the backend; MisDispatch unless an
+    uncompiled probe call reaches that backend (the harness's first dispatch proof)."""
     module, fam = build_experts(SPEC, EXPERTS_IMPLEMENTATION, device, dtype)
-    return types.SimpleNamespace(module=module, dense_routing=fam.dense_routing)''', "")
+    probe_dispatch(SPEC, module, fam, EXPERTS_IMPLEMENTATION, device, dtype)
+    return types.SimpleNamespace(module=module, dense_routing=fam.dense_routing)
+
+
+def check_evidence(compiled, args, device) -> None:
+    """The harness's second dispatch proof: the ops one more call runs, under the profiler."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        compiled(*args)
+        _sync(device)
+    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
+    error = dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
+    if error:
+        raise MisDispatch(f"profiled call: {error['message']}")
+    print(f"profiled call: ops {ops}")''', "")
     return "module(hidden_states, top_k_index, top_k_weights)  # dispatches on config._experts_implementation"

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.repro_kernel import compile_expression, experts_key, spec_text
+from harness.repro_kernel import TF_DISPATCH_GLUE, compile_expression, experts_key, spec_text
 from harness.repro_source import Script, section
 
-_GLUE = '''# harness/model_checks.py calls the spy as tf_dispatch.X.
-tf_dispatch = types.SimpleNamespace(spy=spy, check=check, MisDispatch=MisDispatch, experts_modules=experts_modules)
-
-
-class NoSignals:
+_NO_SIGNALS = '''class NoSignals:
     """Stand-in for the harness's SignalCollector around generate(): this script collects no signals."""
 
     def __enter__(self):
@@ -42,7 +38,7 @@ def add_model(script: Script) -> None:
     """Add the families, the dispatch spy, the model checks, generate() and the profiler evidence check."""
     script.module("harness.tf_families", "transformers model families per layout")
     script.module("harness.tf_dispatch", "which experts function each experts module called")
-    script.add(_GLUE, "", "")
+    script.add(TF_DISPATCH_GLUE, "", "", _NO_SIGNALS, "", "")
     script.module("harness.model_checks", "the uncompiled checks")
     script.module("harness.model_generate", "generate() with a static cache")
     script.add(section("harness/cell_run.py: the profiler evidence check, device sync"))

@@ -58,25 +58,35 @@ sonicmoe = _shim("sonicmoe")
 
 def load_subject(spec: dict[str, Any], device, dtype) -> Subject:
     """The cell's experts module (transformers' class of the layout's family) configured for the named backend."""
-    from harness import tf_dispatch
-
     check_imported_source()
-    cell, shape = spec["cell"], spec["shape"]
     key = implementation_key(spec["impl"])
     module, fam = build_experts(spec, key, device, dtype)
+    probe_dispatch(spec, module, fam, key, device, dtype)
+    expected, forbidden = evidence(key, spec["cell"]["mode"])
+    info = {"experts_class": f"{type(module).__module__}.{type(module).__name__}", "experts_implementation": key}
+    return Subject(module, call_experts, dense_routing=fam.dense_routing, expected_ops=expected,
+                   forbidden_ops=forbidden, info=info)
+
+
+def probe_dispatch(spec: dict[str, Any], module, fam, key: str, device, dtype) -> None:
+    """The first dispatch proof: raise MisDispatch unless an uncompiled probe call reaches implementation `key`."""
+    from harness import tf_dispatch
+
     name = type(module).__name__
     with tf_dispatch.spy({name: module}) as log:
         try:
-            _probe(module, shape, fam.dense_routing, device, dtype, spec["seed"])
+            _probe(module, spec["shape"], fam.dense_routing, device, dtype, spec["seed"])
         except Exception:  # noqa: BLE001 - only the dispatch matters here; the cell's calls report errors
             pass
     tf_dispatch.check(log, {name: key}, "uncompiled probe call")
+
+
+def evidence(key: str, mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The second dispatch proof's profiler evidence: (ops that must appear, ops of another backend)."""
     expected, forbidden = _EVIDENCE.get(key, ((), ()))
-    if key == "batched_mm" and cell["mode"] == "uncompiled":
+    if key == "batched_mm" and mode == "uncompiled":
         expected = ("bmm",)
-    return Subject(module, call_experts, dense_routing=fam.dense_routing, expected_ops=expected,
-                   forbidden_ops=forbidden, info={"experts_class": f"{type(module).__module__}.{name}",
-                                                  "experts_implementation": key})
+    return expected, forbidden
 
 
 def build_experts(spec: dict[str, Any], key: str, device, dtype):

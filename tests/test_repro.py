@@ -151,6 +151,33 @@ def test_transformers_grouped_mm_compiled_cell_passes(tmp_path):
     assert run.stdout.count("max relative error") == 3
 
 
+# transformers' grouped_mm key running its batched_mm function: dispatch says grouped_mm, bmm runs.
+_SWAP_GROUPED_FOR_BATCHED = ("from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS as F; "
+                             "F._global_mapping['grouped_mm'] = F._global_mapping['batched_mm']")
+
+
+@pytest.mark.slow
+def test_transformers_misdispatch_is_caught_by_the_harness_and_its_script_alike(tmp_path, monkeypatch):
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    from harness.cell_run import run_cell
+
+    matrix = load_matrix(MATRIX, import_backends=False)
+    cell_id = "transformers-tf_grouped_mm-uncompiled-float32-cpu-decode"
+    path = _write(tmp_path, matrix, cell_id)
+    monkeypatch.setitem(ALL_EXPERTS_FUNCTIONS._global_mapping, "grouped_mm",
+                        ALL_EXPERTS_FUNCTIONS._global_mapping["batched_mm"])
+    harness = run_cell(cell_spec(matrix, _cell(matrix, cell_id)))
+    assert harness["status"] == "runtime_error" and harness["error"]["type"] == "MisDispatch", harness["error"]
+    run = subprocess.run([sys.executable, "-I", "-c", f"{_SWAP_GROUPED_FOR_BATCHED}; import runpy; "
+                          f"runpy.run_path({str(path)!r}, run_name='__main__')"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 1, run.stdout + run.stderr[-3000:]
+    assert "MisDispatch: profiled call: expected ops ['grouped_mm'] not seen; ops of another backend ['bmm'] seen" \
+        in run.stderr, run.stderr[-3000:]
+    assert "did not reproduce" not in run.stdout
+
+
 @pytest.mark.slow
 def test_training_script_checks_gradients_like_the_harness(tmp_path):
     """Forward + backward, every gradient against the float64 oracle: the harness's numbers, per call."""

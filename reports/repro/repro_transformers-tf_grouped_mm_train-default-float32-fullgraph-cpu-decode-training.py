@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import sys
 import types
 
 import torch
 import transformers
+from torch.profiler import ProfilerActivity, profile
 
 # ---- inlined from harness/tf_families.py: transformers model families per layout --------------------------------------
 import importlib
@@ -138,6 +140,141 @@ def init_experts(module, seed: int) -> None:
             param.copy_(torch.randn(param.shape, generator=gen) * std)
 
 
+# ---- inlined from harness/tf_dispatch.py: which experts function the experts module called ----------------------------
+import contextlib
+from typing import Any, Iterator
+
+
+class MisDispatch(RuntimeError):
+    """The experts backend that ran is not the one the cell names."""
+
+
+class DispatchLog:
+    """What one spied call did: per experts module (by name), the interface functions its forward called."""
+
+    def __init__(self):
+        self.modules: list[str] = []  # experts modules called, in call order
+        self.interface: dict[str, list[str]] = {}  # module name -> interface keys its forward called
+
+    def ran(self) -> dict[str, str]:
+        """module name -> the implementation that ran: the interface key called, or 'eager' if none was."""
+        result = {}
+        for name in self.modules:
+            keys = self.interface.get(name, [])
+            result[name] = "+".join(sorted(set(keys))) if keys else "eager"
+        return result
+
+
+@contextlib.contextmanager
+def spy(experts_modules: dict[str, Any]) -> Iterator[DispatchLog]:
+    """Record which ExpertsInterface function each experts module's forward calls inside the block."""
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    log = DispatchLog()
+    names = {id(module): name for name, module in experts_modules.items()}
+    stack: list[str] = []
+
+    def _pre_hook(module, args):
+        name = names[id(module)]
+        log.modules.append(name)
+        stack.append(name)
+
+    def _post_hook(module, args, output):
+        if stack:
+            stack.pop()
+
+    handles = []
+    for module in experts_modules.values():
+        handles.append(module.register_forward_pre_hook(_pre_hook))
+        handles.append(module.register_forward_hook(_post_hook))
+    saved = []
+    try:
+        for mapping in (ALL_EXPERTS_FUNCTIONS._global_mapping, ALL_EXPERTS_FUNCTIONS._local_mapping):
+            for key, fn in list(mapping.items()):
+                saved.append((mapping, key, fn))
+                mapping[key] = _recording(key, fn, log, stack)
+        yield log
+    finally:
+        for mapping, key, fn in reversed(saved):
+            mapping[key] = fn
+        for handle in handles:
+            handle.remove()
+
+
+def _recording(key: str, fn, log: DispatchLog, stack: list[str]):
+    """`fn` that first notes, for the experts module being called, that interface key `key` ran."""
+
+    def _wrapper(*args, **kwargs):
+        owner = stack[-1] if stack else "(no experts module)"
+        log.interface.setdefault(owner, []).append(key)
+        return fn(*args, **kwargs)
+
+    _wrapper.__wrapped__ = fn
+    return _wrapper
+
+
+def check(log: DispatchLog, expected: dict[str, str], where: str) -> None:
+    """Raise MisDispatch unless every expected module ran and ran the expected implementation."""
+    ran = log.ran()
+    wrong = {name: (want, ran.get(name, "not called")) for name, want in expected.items() if ran.get(name) != want}
+    if wrong:
+        detail = "; ".join(f"{name}: expected {want}, ran {got}" for name, (want, got) in sorted(wrong.items())[:4])
+        raise MisDispatch(f"{where}: {detail}" + (f" (+{len(wrong) - 4} more)" if len(wrong) > 4 else ""))
+
+
+def experts_modules(model: Any) -> dict[str, Any]:
+    """Every module of `model` that dispatches through transformers' experts interface, by qualified name."""
+    found = {}
+    for name, module in model.named_modules():
+        forward = type(module).__dict__.get("forward")
+        # use_experts_implementation wraps forward (functools.wraps) and sets these flags in __init__.
+        if forward is not None and hasattr(forward, "__wrapped__") and hasattr(module, "has_gate") \
+                and hasattr(module, "is_transposed"):
+            found[name or type(module).__name__] = module
+    return found
+
+tf_dispatch = types.SimpleNamespace(spy=spy, check=check, MisDispatch=MisDispatch, experts_modules=experts_modules)
+
+
+# ---- inlined from harness/source_transformers.py: the dispatch proof --------------------------------------------------
+def probe_dispatch(spec: dict[str, Any], module, fam, key: str, device, dtype) -> None:
+    """The first dispatch proof: raise MisDispatch unless an uncompiled probe call reaches implementation `key`."""
+    name = type(module).__name__
+    with tf_dispatch.spy({name: module}) as log:
+        try:
+            _probe(module, spec["shape"], fam.dense_routing, device, dtype, spec["seed"])
+        except Exception:  # noqa: BLE001 - only the dispatch matters here; the cell's calls report errors
+            pass
+    tf_dispatch.check(log, {name: key}, "uncompiled probe call")
+
+
+def _probe(module, shape: dict[str, Any], dense: bool, device, dtype, seed: int) -> None:
+    """One small uncompiled call with valid inputs, to see where the experts forward dispatches."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    tokens, experts, top_k = 3, shape["experts"], shape["top_k"]
+    hidden = torch.randn(tokens, shape["hidden"], generator=gen)
+    index = torch.rand(tokens, experts, generator=gen).topk(top_k, dim=-1).indices
+    weights = torch.softmax(torch.randn(tokens, top_k, generator=gen), dim=-1)
+    if dense:
+        weights = torch.zeros(tokens, experts).scatter(1, index, weights)
+    with torch.no_grad():
+        module(hidden.to(device, dtype), index.to(device), weights.to(device, dtype))
+
+
+# ---- inlined from harness/cell_run.py: the profiler evidence check ----------------------------------------------------
+def dispatch_proof(subject, ops: list[str]) -> tuple[str, dict[str, Any] | None]:
+    """("pass", None), or a MisDispatch runtime_error when the profiled ops show another backend ran."""
+    missing = [op for op in subject.expected_ops if not any(op in name for name in ops)]
+    foreign = [op for op in subject.forbidden_ops if any(op in name for name in ops)]
+    if missing or foreign:  # the backend the cell names did not run (or not alone)
+        what = (f"expected ops {missing} not seen" if missing else "") + ("; " if missing and foreign else "") \
+            + (f"ops of another backend {foreign} seen" if foreign else "")
+        return "runtime_error", {"type": "MisDispatch", "phase": "profile", "message": f"{what}; ran {ops}"}
+    return "pass", None
+
+
 class Experts:
     """Stand-in for backends/experts.py's Experts, which the oracle names: transformers cells do not build one."""
 
@@ -147,6 +284,9 @@ class Experts:
 
 # The backend under test: transformers' experts forward dispatches on this key ('eager': the class's own forward).
 EXPERTS_IMPLEMENTATION = 'grouped_mm'
+# Profiler evidence of the call (harness/source_transformers.py): (ops that must appear, ops of another backend).
+EVIDENCE = (('grouped_mm',), ('bmm',))
+INTERESTING_OP = re.compile('grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch')  # the op names the harness keeps
 
 
 def versions() -> str:
@@ -156,9 +296,24 @@ def versions() -> str:
 
 
 def build_subject(device, dtype):
-    """transformers' experts module of the cell's family, configured for the backend, and its routing shape."""
+    """transformers' experts module of the cell's family, configured for the backend; MisDispatch unless an
+    uncompiled probe call reaches that backend (the harness's first dispatch proof)."""
     module, fam = build_experts(SPEC, EXPERTS_IMPLEMENTATION, device, dtype)
+    probe_dispatch(SPEC, module, fam, EXPERTS_IMPLEMENTATION, device, dtype)
     return types.SimpleNamespace(module=module, dense_routing=fam.dense_routing)
+
+
+def check_evidence(compiled, args, device) -> None:
+    """The harness's second dispatch proof: the ops one more call runs, under the profiler."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        compiled(*args)
+        _sync(device)
+    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
+    error = dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
+    if error:
+        raise MisDispatch(f"profiled call: {error['message']}")
+    print(f"profiled call: ops {ops}")
 
 # ---- inlined from backends/oracle.py: the float64 oracle --------------------------------------------------------------
 import functools
