@@ -36,6 +36,26 @@ _VERSIONS = {
 TF_DISPATCH_GLUE = ("tf_dispatch = types.SimpleNamespace(spy=spy, check=check, MisDispatch=MisDispatch, "
                     "experts_modules=experts_modules)")
 
+
+def evidence_constants(expected: tuple[str, ...], forbidden: tuple[str, ...]) -> str:
+    """EVIDENCE and INTERESTING_OP for dispatch_evidence() in a script."""
+    from harness import signals
+
+    return ("# Profiler evidence that the backend ran, as the harness checks it: (ops that must appear, ops of "
+            f"another backend).\nEVIDENCE = {(expected, forbidden)!r}\n"
+            f"INTERESTING_OP = re.compile({signals.INTERESTING_OP.pattern!r})  # the op names the harness keeps")
+
+
+# The harness's second dispatch proof (harness/cell_run.py: SignalCollector.profile, then dispatch_proof).
+DISPATCH_EVIDENCE = '''def dispatch_evidence(call, device):
+    """(ops, error or None): the op names the harness keeps from one call under the profiler, against EVIDENCE."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        call()
+        _sync(device)
+    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
+    return ops, dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]'''
+
 # The oracle (backends/oracle.py) tells our Experts' gate from a model-specific one; transformers cells have none.
 _EXPERTS_STAND_IN = '''class Experts:
     """Stand-in for backends/experts.py's Experts, which the oracle names: transformers cells do not build one."""
@@ -48,7 +68,8 @@ def imports(spec: dict[str, Any]) -> list[str]:
     """The script's own imports (inlined code brings the rest)."""
     transformers = spec["cell"]["source"] == "transformers"
     lines = ["import copy"] if spec["cell"]["phase"] == "training" else []
-    lines += ["import os"] + (["import re"] if transformers else []) + ["import sys", "import types", "", "import torch"]
+    lines += ["import os", *(["import re"] if transformers else []), "import sys", "import types", "",
+              "import torch"]
     if transformers:  # the dispatch proof's profiled call
         lines += ["import transformers", "from torch.profiler import ProfilerActivity, profile"]
     return lines + [""]
@@ -93,8 +114,8 @@ def spec_text(spec: dict[str, Any]) -> str:
 
 
 # After the cell's calls, a transformers cell checks what ran, as harness/cell_run.py does.
-_EVIDENCE_CALL = '''        check_evidence(compiled, _inputs(SPEC, subject, shape["tokens"][0], device, dtype, 0), device)
-'''
+_EVIDENCE_CALL = ('        check_evidence(compiled, _inputs(SPEC, subject, shape["tokens"][0], device, dtype, 0), '
+                  'device)\n')
 
 
 def inference_main(spec: dict[str, Any], call: str) -> str:
@@ -157,7 +178,7 @@ def _own_subject(script: Script, spec: dict[str, Any]) -> str:
 
 def _transformers_subject(script: Script, spec: dict[str, Any]) -> str:
     """transformers' experts class of the cell's family, built, seeded and dispatch-checked as the harness does."""
-    from harness import signals, source_transformers
+    from harness import source_transformers
 
     key = experts_key(spec)
     script.module("harness.tf_families", "transformers model families per layout")
@@ -174,11 +195,8 @@ def _transformers_subject(script: Script, spec: dict[str, Any]) -> str:
     expected, forbidden = source_transformers.evidence(key, spec["cell"]["mode"])
     script.add(_EXPERTS_STAND_IN, "", "",
                "# The backend under test: transformers' experts forward dispatches on this key ('eager': the class's "
-               f"own forward).\nEXPERTS_IMPLEMENTATION = {key!r}",
-               "# Profiler evidence of the call (harness/source_transformers.py): (ops that must appear, ops of "
-               f"another backend).\nEVIDENCE = {(expected, forbidden)!r}",
-               f"INTERESTING_OP = re.compile({signals.INTERESTING_OP.pattern!r})  # the op names the harness keeps",
-               "", "", _VERSIONS["transformers"], "", "",
+               f"own forward).\nEXPERTS_IMPLEMENTATION = {key!r}", evidence_constants(expected, forbidden),
+               "", "", _VERSIONS["transformers"], "", "", DISPATCH_EVIDENCE, "", "",
                '''def build_subject(device, dtype):
     """transformers' experts module of the cell's family, configured for the backend; MisDispatch unless an
     uncompiled probe call reaches that backend (the harness's first dispatch proof)."""
@@ -189,12 +207,7 @@ def _transformers_subject(script: Script, spec: dict[str, Any]) -> str:
 
 def check_evidence(compiled, args, device) -> None:
     """The harness's second dispatch proof: the ops one more call runs, under the profiler."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        compiled(*args)
-        _sync(device)
-    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
-    error = dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
+    ops, error = dispatch_evidence(lambda: compiled(*args), device)
     if error:
         raise MisDispatch(f"profiled call: {error['message']}")
     print(f"profiled call: ops {ops}")''', "")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.repro_kernel import TF_DISPATCH_GLUE, compile_expression, experts_key, spec_text
+from harness.repro_kernel import (DISPATCH_EVIDENCE, TF_DISPATCH_GLUE, compile_expression, evidence_constants,
+                                  experts_key, spec_text)
 from harness.repro_source import Script, section
 
 _NO_SIGNALS = '''class NoSignals:
@@ -44,19 +45,18 @@ def add_model(script: Script) -> None:
     script.add(section("harness/cell_run.py: the profiler evidence check, device sync"))
     script.function("harness.cell_run", "dispatch_proof")
     script.function("harness.cell_run", "_sync")
+    script.add(DISPATCH_EVIDENCE, "", "")
 
 
 def model_main(spec: dict[str, Any]) -> str:
     """main() of a model cell: the checks of harness/model_run.py in order, raising at the first failure."""
-    from harness import model_run, signals
+    from harness import model_run
 
     key = experts_key(spec)
     expected, forbidden = model_run.MODEL_EVIDENCE.get(key, ((), ()))
     return f'''# The backend under test: every experts module dispatches on this key ('eager': the class's own forward).
 EXPERTS_IMPLEMENTATION = {key!r}
-# Profiler evidence on the compiled model (harness/model_run.py): (ops that must appear, ops of another backend).
-EVIDENCE = {(expected, forbidden)!r}
-INTERESTING_OP = re.compile({signals.INTERESTING_OP.pattern!r})  # the op names the harness keeps
+{evidence_constants(expected, forbidden)}
 {spec_text(spec)}
 
 
@@ -75,12 +75,7 @@ def compiled_forward(model, reference, device) -> None:
                 raise AssertionError(f"call {{call}} ({{tokens}} tokens): logits max relative error {{rel:.3g}} > "
                                      f"tolerance {{tolerance:g}}")
         ids = input_ids(SPEC["seed"], shape["tokens"][0], 0, device, VOCAB)
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=activities) as prof:
-            forward(input_ids=ids, use_cache=False)
-            _sync(device)
-    ops = sorted({{event.name for event in prof.events() if INTERESTING_OP.search(event.name)}})
-    error = dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
+        ops, error = dispatch_evidence(lambda: forward(input_ids=ids, use_cache=False), device)
     if error:
         raise CheckFailed(error["type"], f"profiled compiled call: {{error['message']}}")
     print(f"compiled forward, profiled call: ops {{ops}}")

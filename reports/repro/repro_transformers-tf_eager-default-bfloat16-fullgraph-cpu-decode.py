@@ -283,7 +283,7 @@ class Experts:
 
 # The backend under test: transformers' experts forward dispatches on this key ('eager': the class's own forward).
 EXPERTS_IMPLEMENTATION = 'eager'
-# Profiler evidence of the call (harness/source_transformers.py): (ops that must appear, ops of another backend).
+# Profiler evidence that the backend ran, as the harness checks it: (ops that must appear, ops of another backend).
 EVIDENCE = ((), ('grouped_mm', 'bmm'))
 INTERESTING_OP = re.compile('grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch')  # the op names the harness keeps
 
@@ -292,6 +292,16 @@ def versions() -> str:
     """The versions a bug report needs, and which transformers was imported (a checkout on PYTHONPATH?)."""
     return (f"torch {torch.__version__}, transformers {transformers.__version__} "
             f"({os.path.dirname(transformers.__file__)})")
+
+
+def dispatch_evidence(call, device):
+    """(ops, error or None): the op names the harness keeps from one call under the profiler, against EVIDENCE."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        call()
+        _sync(device)
+    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
+    return ops, dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
 
 
 def build_subject(device, dtype):
@@ -304,12 +314,7 @@ def build_subject(device, dtype):
 
 def check_evidence(compiled, args, device) -> None:
     """The harness's second dispatch proof: the ops one more call runs, under the profiler."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        compiled(*args)
-        _sync(device)
-    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
-    error = dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
+    ops, error = dispatch_evidence(lambda: compiled(*args), device)
     if error:
         raise MisDispatch(f"profiled call: {error['message']}")
     print(f"profiled call: ops {ops}")

@@ -206,7 +206,6 @@ def experts_modules(model: Any) -> dict[str, Any]:
             found[name or type(module).__name__] = module
     return found
 
-# harness/model_checks.py calls the spy as tf_dispatch.X.
 tf_dispatch = types.SimpleNamespace(spy=spy, check=check, MisDispatch=MisDispatch, experts_modules=experts_modules)
 
 
@@ -449,9 +448,19 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def dispatch_evidence(call, device):
+    """(ops, error or None): the op names the harness keeps from one call under the profiler, against EVIDENCE."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        call()
+        _sync(device)
+    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
+    return ops, dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
+
+
 # The backend under test: every experts module dispatches on this key ('eager': the class's own forward).
 EXPERTS_IMPLEMENTATION = 'eager'
-# Profiler evidence on the compiled model (harness/model_run.py): (ops that must appear, ops of another backend).
+# Profiler evidence that the backend ran, as the harness checks it: (ops that must appear, ops of another backend).
 EVIDENCE = ((), ('grouped_mm',))
 INTERESTING_OP = re.compile('grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch')  # the op names the harness keeps
 SPEC = {'cell': {'source': 'transformers',
@@ -491,12 +500,7 @@ def compiled_forward(model, reference, device) -> None:
                 raise AssertionError(f"call {call} ({tokens} tokens): logits max relative error {rel:.3g} > "
                                      f"tolerance {tolerance:g}")
         ids = input_ids(SPEC["seed"], shape["tokens"][0], 0, device, VOCAB)
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=activities) as prof:
-            forward(input_ids=ids, use_cache=False)
-            _sync(device)
-    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
-    error = dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]
+        ops, error = dispatch_evidence(lambda: forward(input_ids=ids, use_cache=False), device)
     if error:
         raise CheckFailed(error["type"], f"profiled compiled call: {error['message']}")
     print(f"compiled forward, profiled call: ops {ops}")
