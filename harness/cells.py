@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.matrix import AXES, Matrix, Rule
+from harness.registered import DOCUMENTED
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Expectation:
     expect: str  # "pass" | "fail" | "observe"
     statuses: tuple[str, ...] | None = None
     error_match: str | None = None
-    reason: str = "default: expected to work (docs: all three backends support torch.compile)"
+    reason: str = "docs: all three backends are compatible with torch.compile (no rule restricts this cell)"
     rule_line: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -63,20 +64,29 @@ _FIELDS = tuple(field.name for field in fields(Cell))
 
 
 def expand_cells(matrix: Matrix) -> list[Cell]:
-    """Every cell of the matrix in a stable order (backends in file order, then the axes)."""
+    """Every cell some slice admits, in a stable order (backends in file order, then the axes)."""
     cells = []
     for backend in matrix.backends.values():
-        only = dict(backend.only)
-        # Axis order, narrowed to the backend's `only` values up front (the full product is ~2k per backend).
-        axes = [[value for value in matrix.axes[axis] if axis not in only or value in only[axis]] for axis in AXES]
-        for mode, dtype, fullgraph, device, shape, layout, scope, phase in itertools.product(*axes):
+        seen: set[tuple[Any, ...]] = set()
+        for slice_ in matrix.slices:
+            limits = dict(slice_.match)
+            if backend.source not in limits.get("source", (backend.source,)) or \
+                    backend.name not in limits.get("backend", (backend.name,)):
+                continue
+            # The slice's values per axis, narrowed up front (the full product is ~2k per backend).
+            axes = [[value for value in matrix.axes[axis] if axis not in limits or value in limits[axis]]
+                    for axis in AXES]
+            seen.update(itertools.product(*axes))
+        rank = {axis: {value: i for i, value in enumerate(matrix.axes[axis])} for axis in AXES}
+        for values in sorted(seen, key=lambda vals: [rank[axis][value] for axis, value in zip(AXES, vals)]):
+            mode, dtype, fullgraph, device, shape, layout, scope, phase = values
             if mode == "uncompiled":
-                if fullgraph != matrix.axes["fullgraph"][0]:
+                if fullgraph != matrix.axes["fullgraph"][0] and (*values[:2], matrix.axes["fullgraph"][0],
+                                                                 *values[3:]) in seen:
                     continue  # one control cell, not one per fullgraph value
                 fullgraph = None
-            cell = Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout, scope, phase)
-            if backend.admits(cell.axis_values()):
-                cells.append(cell)
+            cells.append(Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout,
+                              scope, phase))
     return cells
 
 
@@ -93,34 +103,40 @@ def run_order(matrix: Matrix, cells: list[Cell]) -> list[Cell]:
     compiling them concurrently with another worker. Results do not depend on the order (each cell starts
     from a reset compiler), only the time does.
     """
-    backend_rank = {name: rank for rank, name in enumerate(matrix.backends)}
+    backend_rank = {key: rank for rank, key in enumerate(matrix.backends)}
     value_rank = {axis: {value: rank for rank, value in enumerate(matrix.axes[axis])} for axis in _RUN_ORDER_AXES}
     value_rank["fullgraph"][None] = -1  # uncompiled control cells first in their group
 
     def key(cell: Cell) -> tuple[int, ...]:
-        return (backend_rank[cell.backend],
+        return (backend_rank[(cell.source, cell.backend)],
                 *(value_rank[axis][getattr(cell, axis)] for axis in _RUN_ORDER_AXES))
 
     return sorted(cells, key=key)
 
 
 def expectation_for(cell: Cell, rules: tuple[Rule, ...], capability: tuple[int, int] | None = None) -> Expectation:
-    """The most specific matching rule's claim, or the default `pass` (ties were rejected at load time).
+    """The claim of the last matching rule (rules are read in file order), or the default.
 
+    The default is `pass` for the documented implementations and for every backend a rule names; a backend
+    that transformers registers and no rule names is observed (reported, not judged) until a rule speaks for it.
     `capability` is this machine's CUDA compute capability; rules with a condition on it apply to cuda cells
     only when it is known and satisfied.
     """
     values = cell.axis_values()
-    matching = [rule for rule in rules if rule.matches(values, capability if cell.device == "cuda" else None)]
-    if not matching:
-        return Expectation("pass")
-    best = max(matching, key=lambda rule: rule.specificity)  # max keeps the first of equals: file order
-    return Expectation(best.expect, best.statuses, best.error_match, best.reason, best.line)
+    cap = capability if cell.device == "cuda" else None
+    for rule in reversed(rules):
+        if rule.matches(values, cap):
+            return Expectation(rule.expect, rule.statuses, rule.error_match, rule.reason, rule.line)
+    if cell.source == "transformers" and cell.backend not in DOCUMENTED and not any(
+            cell.backend in dict(rule.match).get("backend", ()) for rule in rules):
+        return Expectation("observe", reason=f"undocumented: transformers registers {cell.backend!r} in its "
+                                             "ExpertsInterface and no rule of matrix.yaml speaks for it")
+    return Expectation("pass")
 
 
 def cell_spec(matrix: Matrix, cell: Cell) -> dict[str, Any]:
     """The JSON spec the executor needs to run one cell."""
-    backend = matrix.backends[cell.backend]
+    backend = matrix.backends[(cell.source, cell.backend)]
     shape = matrix.shapes[cell.shape]
     return {
         "cell": cell.axis_values(), "impl": backend.impl,

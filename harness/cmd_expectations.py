@@ -17,13 +17,13 @@ import tempfile
 
 from harness.cells import Cell, expand_cells, expectation_for
 from harness.errors import EXIT_REGRESSION, HarnessError
-from harness.matrix import AXES, Matrix, load_matrix
+from harness.matrix import AXES, MEASURED_BEGIN, MEASURED_END, Matrix, load_matrix
 from harness.report_inputs import load_observations
 from harness.report_merge import merge
 from harness.verdict import Status, Verdict, judge
 
-BEGIN = "# compile-matrix:measured-begin (python -m harness update-expectations; do not edit by hand)"
-END = "# compile-matrix:measured-end"
+BEGIN = f"{MEASURED_BEGIN} (python -m harness update-expectations; do not edit by hand)"
+END = MEASURED_END
 _BEGIN_RE = re.compile(r"^[ \t]*# compile-matrix:measured-begin\b.*$", re.M)
 _END_RE = re.compile(r"^[ \t]*# compile-matrix:measured-end\b.*$", re.M)
 
@@ -96,8 +96,8 @@ def _measured_rules(matrix: Matrix, cells: dict[str, Cell], docs_rules, paths):
 
 def _rule_text(cell: Cell, obs, docs_reason: str) -> str:
     values = cell.axis_values()
-    # Every axis, so the rule names exactly this cell and outranks any of the docs' (broader) rules.
-    match = {"backend": cell.backend, **{axis: values[axis] for axis in AXES if values[axis] is not None}}
+    # Every axis, so the rule names exactly this cell; the generated section ends the list, so it wins.
+    match = {"source": cell.source, "backend": cell.backend, **{axis: values[axis] for axis in AXES if values[axis] is not None}}
     flow = ", ".join(f"{key}: {json.dumps(value)}" for key, value in match.items())
     status = obs.cell["status"]
     error = obs.cell.get("error") or {}

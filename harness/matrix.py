@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from harness.errors import HarnessError
+from harness.registered import registered_keys
 from harness.yamlio import LineDict, LineList, load_yaml
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MODES = ("uncompiled", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 DTYPES = ("bfloat16", "float16", "float32")
@@ -28,7 +29,7 @@ AXES = ("mode", "dtype", "fullgraph", "device", "shape", "layout", "scope", "pha
 # Axes a matrix may leave out, with the value they then take.
 OPTIONAL_AXES = {"layout": ("default",), "scope": ("kernel",), "phase": ("inference",)}
 RULE_KEYS = ("source", "backend") + AXES
-_TOP_KEYS = ("schema", "backends", "axes", "shapes", "tolerances", "time_limit_s", "max_recompiles",
+_TOP_KEYS = ("schema", "backends", "axes", "slices", "shapes", "tolerances", "time_limit_s", "max_recompiles",
              "memory_limit_gb", "expectations")
 _SHAPE_KEYS = ("tokens", "hidden", "intermediate", "experts", "top_k", "routing")
 _RULE_FIELDS = ("match", "expect", "status", "error_match", "compute_capability", "reason")
@@ -37,16 +38,24 @@ _CAPABILITY = re.compile(r"\s*(>=|<=|==|>|<)\s*(\d+)\.(\d+)\s*")
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend under test: its name, where it comes from, its dotted implementation path, and axis limits."""
+    """One implementation of one source: `eager`, `batched_mm`, `grouped_mm`, ... of reference, transformers or user."""
 
     name: str
     source: str
-    impl: str
-    only: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (axis, allowed values): cells outside are not made
+    impl: str | None  # dotted `package.module:function`; None for transformers (dispatched by its name)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A part of the axes that runs: cells whose values the slice admits (axes it does not name: any value)."""
+
+    name: str
+    match: tuple[tuple[str, tuple[Any, ...]], ...]
+    line: int
 
     def admits(self, values: dict[str, Any]) -> bool:
-        """True when the backend runs on a cell with these axis values."""
-        return all(values.get(axis) in allowed for axis, allowed in self.only)
+        """True when every axis the slice names admits the cell's value."""
+        return all(values.get(axis) in allowed for axis, allowed in self.match)
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,6 @@ class Rule:
     line: int
     compute_capability: str | None = None  # e.g. ">=9.0": the rule holds only on such CUDA devices
 
-    @property
-    def specificity(self) -> int:
-        """How many axes (and conditions) the rule names: the most specific matching rule wins."""
-        return len(self.match) + (self.compute_capability is not None)
-
     def matches(self, values: dict[str, Any], capability: tuple[int, int] | None = None,
                 ignore_capability: bool = False) -> bool:
         """True when every named axis admits the cell's value and the device meets the capability condition."""
@@ -87,12 +91,6 @@ class Rule:
         if self.compute_capability is None or ignore_capability:
             return True
         return capability is not None and capability_satisfies(capability, self.compute_capability)
-
-    def same_claim(self, other: "Rule") -> bool:
-        """True when two rules expect the same thing, or hold on different devices (a tie is then harmless)."""
-        if self.compute_capability != other.compute_capability:
-            return True
-        return (self.expect, self.statuses, self.error_match) == (other.expect, other.statuses, other.error_match)
 
 
 def capability_satisfies(capability: tuple[int, int], condition: str) -> bool:
@@ -108,13 +106,14 @@ class Matrix:
     """A validated matrix.yaml."""
 
     path: str
-    backends: dict[str, Backend]
+    backends: dict[tuple[str, str], Backend]  # (source, name) -> Backend, in file order
     axes: dict[str, tuple[Any, ...]]
     shapes: dict[str, Shape]
     tolerances: dict[str, float]
     time_limit_s: float
     max_recompiles: int
-    rules: tuple[Rule, ...]
+    rules: tuple[Rule, ...]  # in file order: the last matching rule wins
+    slices: tuple[Slice, ...] = ()
     memory_limit_gb: float | None = None  # address-space cap of the executor (CPU-only cells)
 
 
@@ -128,12 +127,16 @@ def load_matrix(path: str, *, import_backends: bool = True) -> Matrix:
         if required not in top:
             v.fail("missing required key", top.line, required)
     schema = top.get("schema", SCHEMA_VERSION)
+    if schema == 1:
+        v.fail("schema 1 (one backend entry per slice of the matrix, `only:`) is no longer read: group the "
+               "backends by source and move `only:` boxes to `slices:` (README, 'The matrix')",
+               top.key_lines.get("schema"), "schema", str(SCHEMA_VERSION))
     if schema != SCHEMA_VERSION:
         v.fail(f"unsupported schema {schema!r}", top.key_lines.get("schema"), "schema", str(SCHEMA_VERSION))
     backends = _parse_backends(v, top, import_backends)
     shapes = _parse_shapes(v, top)
     axes = _parse_axes(v, top, shapes)
-    backends = _parse_backend_limits(v, top, backends, axes)
+    slices = _parse_slices(v, top, backends, axes)
     tolerances = _parse_tolerances(v, top)
     time_limit = v.number(top.get("time_limit_s", 300), "time_limit_s", top.key_lines.get("time_limit_s", 1),
                           positive=True)
@@ -145,7 +148,7 @@ def load_matrix(path: str, *, import_backends: bool = True) -> Matrix:
     memory_limit = top.get("memory_limit_gb")
     if memory_limit is not None:
         memory_limit = v.number(memory_limit, "memory_limit_gb", top.key_lines["memory_limit_gb"], positive=True)
-    matrix = Matrix(path, backends, axes, shapes, tolerances, float(time_limit), max_recompiles, rules,
+    matrix = Matrix(path, backends, axes, shapes, tolerances, float(time_limit), max_recompiles, rules, slices,
                     memory_limit)
     _check_rules_against_cells(v, matrix)
     return matrix
@@ -198,57 +201,47 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _parse_backends(v: _Validator, top: LineDict, import_backends: bool) -> dict[str, Backend]:
+def _parse_backends(v: _Validator, top: LineDict, import_backends: bool) -> dict[tuple[str, str], Backend]:
+    """`backends: {reference: {name: impl}, transformers: registered | [names], user: {name: impl}}`."""
     section = v.mapping(top["backends"], "backends", top.key_lines["backends"])
-    if not section:
-        v.fail("must name at least one backend", section.line, "backends")
-    result = {}
-    for name, entry in section.items():
-        line = section.key_lines[name]
-        key = f"backends.{name}"
-        if not re.fullmatch(r"[A-Za-z0-9_.]+", str(name)):
-            v.fail("backend names use letters, digits, '_' and '.' only", line, key)
-        if isinstance(entry, str):
-            entry_map = {"impl": entry, "source": "user"}
-        else:
-            entry_map = v.mapping(entry, key, line)
-            v.only_keys(entry_map, ("impl", "source", "only"), key)
-        impl, source = entry_map.get("impl"), entry_map.get("source", "user")
-        if source not in SOURCES:
-            v.fail(f"unknown source {source!r}", line, f"{key}.source", ", ".join(SOURCES))
-        if not isinstance(impl, str) or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", impl):
-            v.fail(f"impl must be a dotted path 'package.module:function', got {impl!r}", line, f"{key}.impl")
-        if import_backends:
-            _check_importable(v, impl, line, f"{key}.impl")
-        result[str(name)] = Backend(str(name), source, impl)
-    return result
-
-
-def _parse_backend_limits(v: _Validator, top: LineDict, backends: dict[str, Backend],
-                          axes: dict[str, tuple[Any, ...]]) -> dict[str, Backend]:
-    """Apply each backend's optional `only: {axis: [values]}`; values must be on the axis."""
-    section = top["backends"]
-    result = {}
-    for name, backend in backends.items():
-        entry = section[name]
-        only = entry.get("only") if isinstance(entry, dict) else None
-        if only is None:
-            result[name] = backend
+    v.only_keys(section, SOURCES, "backends")
+    result: dict[tuple[str, str], Backend] = {}
+    for source, entry in section.items():
+        line, key = section.key_lines[source], f"backends.{source}"
+        if source == "transformers":
+            for name in _transformers_names(v, entry, line, key):
+                result[(source, name)] = Backend(name, source, None)
             continue
-        key = f"backends.{name}.only"
-        only = v.mapping(only, key, entry.key_lines["only"])
-        limits = []
-        for axis, value in only.items():
-            if axis not in AXES:
-                v.fail("unknown axis", only.key_lines[axis], f"{key}.{axis}", ", ".join(AXES))
-            values = tuple(value) if isinstance(value, list) else (value,)
-            for item in values:
-                if item not in axes[axis] or (axis == "fullgraph") != isinstance(item, bool):
-                    v.fail(f"value {item!r} is not on axis {axis}", only.key_lines[axis], f"{key}.{axis}",
-                           ", ".join(map(str, axes[axis])))
-            limits.append((axis, values))
-        result[name] = Backend(backend.name, backend.source, backend.impl, tuple(limits))
+        entry = v.mapping(entry, key, line)
+        for name, impl in entry.items():
+            name_line, name_key = entry.key_lines[name], f"{key}.{name}"
+            _check_name(v, name, name_line, name_key)
+            if not isinstance(impl, str) or not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", impl):
+                v.fail(f"must be a dotted path 'package.module:function', got {impl!r}", name_line, name_key)
+            if import_backends:
+                _check_importable(v, impl, name_line, name_key)
+            result[(source, str(name))] = Backend(str(name), source, impl)
+    if not result and "transformers" not in section:
+        v.fail("must name at least one backend", section.line, "backends")
     return result
+
+
+def _transformers_names(v: _Validator, entry: Any, line: int, key: str) -> tuple[str, ...]:
+    """`registered` (eager + ExpertsInterface's keys of the transformers under test) or an explicit list."""
+    if entry == "registered":
+        return registered_keys() or ()  # transformers not installed: no transformers cells
+    if not isinstance(entry, list) or not entry:
+        v.fail(f"must be `registered` or a list of experts implementations, got {_kind(entry)}", line, key)
+    for i, name in enumerate(entry):
+        _check_name(v, name, entry.item_lines[i], key)
+    if len(set(entry)) != len(entry):
+        v.fail("lists a backend twice", line, key)
+    return tuple(map(str, entry))
+
+
+def _check_name(v: _Validator, name: Any, line: int, key: str) -> None:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.]+", name):
+        v.fail(f"backend names use letters, digits, '_' and '.' only, got {name!r}", line, key)
 
 
 def _check_importable(v: _Validator, impl: str, line: int, key: str):
@@ -369,31 +362,60 @@ def _parse_tolerances(v: _Validator, top: LineDict) -> dict[str, float]:
     return result
 
 
-def _parse_rules(v: _Validator, top: LineDict, backends: dict[str, Backend],
-                 axes: dict[str, tuple[Any, ...]]) -> tuple[Rule, ...]:
+def _parse_match(v: _Validator, match: Any, key: str, line: int, allowed: dict[str, tuple[Any, ...]],
+                 empty_ok: bool = False) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """`{axis: value | [values]}` over RULE_KEYS, every value checked against what the matrix has."""
+    match = v.mapping(match, key, line)
+    if not match and not empty_ok:
+        v.fail("must name at least one axis", match.line, key)
+    parsed = []
+    for axis, value in match.items():
+        axis_line = match.key_lines[axis]
+        if axis not in RULE_KEYS:
+            v.fail("unknown axis", axis_line, f"{key}.{axis}", ", ".join(RULE_KEYS))
+        values = tuple(value) if isinstance(value, list) else (value,)
+        if not values:
+            v.fail("must name at least one value", axis_line, f"{key}.{axis}")
+        for item in values:
+            if item not in allowed[axis] or (axis == "fullgraph") != isinstance(item, bool):
+                v.fail(f"unknown value {item!r}", axis_line, f"{key}.{axis}",
+                       ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed[axis]))
+        parsed.append((axis, values))
+    return tuple(parsed)
+
+
+def _allowed_in_match(backends: dict[tuple[str, str], Backend], axes: dict[str, tuple[Any, ...]]):
+    names = tuple(dict.fromkeys(backend.name for backend in backends.values()))
+    return {"source": SOURCES, "backend": names, **{axis: axes[axis] for axis in AXES}}
+
+
+def _parse_slices(v: _Validator, top: LineDict, backends, axes) -> tuple[Slice, ...]:
+    """`slices: {name: {axis: values}}`; without the section, one slice holds every cell."""
+    if "slices" not in top:
+        return (Slice("all", (), top.line),)
+    section = v.mapping(top["slices"], "slices", top.key_lines["slices"])
+    if not section:
+        v.fail("must name at least one slice", section.line, "slices")
+    allowed = _allowed_in_match(backends, axes)
+    result = []
+    for name, entry in section.items():
+        line = section.key_lines[name]
+        match = _parse_match(v, entry, f"slices.{name}", line, allowed, empty_ok=True)
+        result.append(Slice(str(name), match, line))
+    return tuple(result)
+
+
+def _parse_rules(v: _Validator, top: LineDict, backends, axes) -> tuple[Rule, ...]:
     section = top.get("expectations", LineList())
     if not isinstance(section, list):
         v.fail(f"must be a list of rules, got {_kind(section)}", top.key_lines["expectations"], "expectations")
-    allowed = {"source": SOURCES, "backend": tuple(backends), **{axis: axes[axis] for axis in AXES}}
+    allowed = _allowed_in_match(backends, axes)
     rules = []
     for i, entry in enumerate(section):
         key = f"expectations[{i}]"
         entry = v.mapping(entry, key, section.item_lines[i])
         v.only_keys(entry, _RULE_FIELDS, key)
-        match = v.mapping(entry.get("match"), f"{key}.match", entry.line)
-        if not match:
-            v.fail("must name at least one axis", match.line, f"{key}.match")
-        parsed_match = []
-        for axis, value in match.items():
-            line = match.key_lines[axis]
-            if axis not in RULE_KEYS:
-                v.fail("unknown axis", line, f"{key}.match.{axis}", ", ".join(RULE_KEYS))
-            values = tuple(value) if isinstance(value, list) else (value,)
-            for item in values:
-                if item not in allowed[axis] or (axis == "fullgraph") != isinstance(item, bool):
-                    v.fail(f"unknown value {item!r}", line, f"{key}.match.{axis}",
-                           ", ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed[axis]))
-            parsed_match.append((axis, values))
+        parsed_match = _parse_match(v, entry.get("match"), f"{key}.match", entry.line, allowed)
         expect = entry.get("expect")
         if expect not in EXPECTS:
             v.fail(f"unknown value {expect!r}", entry.key_lines.get("expect", entry.line), f"{key}.expect",
@@ -426,27 +448,54 @@ def _parse_rules(v: _Validator, top: LineDict, backends: dict[str, Backend],
             if dict(parsed_match).get("device") != ("cuda",):
                 v.fail("a compute_capability condition needs `device: cuda` in match",
                        entry.key_lines["compute_capability"], f"{key}.compute_capability")
-        rules.append(Rule(tuple(parsed_match), expect, statuses, error_match, " ".join(reason.split()),
+        rules.append(Rule(parsed_match, expect, statuses, error_match, " ".join(reason.split()),
                           entry.line, capability))
     return tuple(rules)
 
 
+# The section `update-expectations` writes at the end of `expectations` (cmd_expectations.py).
+MEASURED_BEGIN = "# compile-matrix:measured-begin"
+MEASURED_END = "# compile-matrix:measured-end"
+
+
+def _measured_section(path: str) -> tuple[int, int]:
+    """First and last line of the generated rules' section; (0, -1) when the file has none."""
+    begin = end = None
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip().startswith(MEASURED_BEGIN):
+                begin = number
+            elif line.strip().startswith(MEASURED_END) and begin is not None:
+                end = number
+    return (begin, end) if begin is not None and end is not None else (0, -1)
+
+
 def _check_rules_against_cells(v: _Validator, matrix: Matrix):
+    """Every rule must decide at least one cell: one that matches none, or is overridden wherever it matches
+    by later rules (the last matching rule wins), is a mistake in the file."""
     from harness.cells import expand_cells  # local: cells imports this module
 
-    used: set[int] = set()
+    matched: set[int] = set()
+    decides: set[int] = set()
+    overridden_by: dict[int, int] = {}
     for cell in expand_cells(matrix):
         values = cell.axis_values()
         matching = [rule for rule in matrix.rules if rule.matches(values, ignore_capability=True)]
-        if not matching:
-            continue
-        top = max(rule.specificity for rule in matching)
-        winners = [rule for rule in matching if rule.specificity == top]
-        for other in winners[1:]:
-            if not other.same_claim(winners[0]):
-                v.fail(f"contradicts the rule at line {winners[0].line} for cell {cell.id} "
-                       "(equally specific, different expectation)", other.line, "expectations")
-        used.update(rule.line for rule in matching)
+        matched.update(rule.line for rule in matching)
+        # A rule with a capability condition decides only on some devices: it never overrides for good.
+        for later_index in range(len(matching) - 1, -1, -1):
+            rule = matching[later_index]
+            decides.add(rule.line)
+            if rule.compute_capability is None:
+                for earlier in matching[:later_index]:
+                    overridden_by.setdefault(earlier.line, rule.line)
+                break
+    measured = _measured_section(matrix.path)
     for rule in matrix.rules:
-        if rule.line not in used:
+        if rule.line not in matched:
             v.fail("this rule matches no cell of the matrix", rule.line, "expectations")
+        # Measured rules (update-expectations) may override a docs rule everywhere: that is what they record.
+        if rule.line not in decides and not measured[0] <= overridden_by[rule.line] <= measured[1]:
+            v.fail(f"every cell this rule matches is decided by a later rule (line {overridden_by[rule.line]}); "
+                   "the last matching rule wins: move this rule below it or narrow the later one",
+                   rule.line, "expectations")

@@ -46,7 +46,7 @@ def run_model_cell(spec: dict[str, Any]) -> dict[str, Any]:
     phase = "setup"
     try:
         check_imported_source()
-        key = implementation_key(spec["impl"])
+        key = implementation_key(spec)
         fam = family(cell["layout"])
         path = build_checkpoint(fam, shape, spec["seed"], folder)
         reference = load(path, "eager", dtype, device)

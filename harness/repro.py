@@ -74,7 +74,8 @@ def _header(cell: Cell, spec, matrix: Matrix, observed, env_label) -> str:
         if env_label:
             lines.append(f"      on: {env_label}")
     transformers = cell.source == "transformers"
-    lines += [f"Backend: {spec['impl']} ({cell.source}); mode={cell.mode}, dtype={cell.dtype}, "
+    backend = spec["impl"] or f"experts_implementation={cell.backend!r}"
+    lines += [f"Backend: {backend} ({cell.source}); mode={cell.mode}, dtype={cell.dtype}, "
               f"fullgraph={cell.fullgraph}, device={cell.device}, shape={cell.shape} {spec['shape']}, "
               f"layout={cell.layout}, scope={cell.scope}, phase={cell.phase}.",
               f"Harness command: python -m harness run --matrix {matrix.path} --cell {cell.id}"

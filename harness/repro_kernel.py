@@ -16,8 +16,6 @@ import json
 import pprint
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.matrix import resolve_impl
 from harness.repro_source import Script, section
 
 _REFERENCE_MODULE = "backends.reference"
@@ -91,12 +89,8 @@ def add_shared(script: Script) -> None:
 
 
 def experts_key(spec: dict[str, Any]) -> str:
-    """The experts_implementation key a transformers cell's backend names (its shim in source_transformers.py)."""
-    key = getattr(resolve_impl(spec["impl"]), "experts_implementation", None)
-    if not isinstance(key, str):
-        raise HarnessError(f"impl {spec['impl']!r} of a transformers backend names no experts implementation",
-                           key="impl")
-    return key
+    """The experts_implementation key of a transformers cell: its backend's name."""
+    return spec["cell"]["backend"]
 
 
 def compile_expression(spec: dict[str, Any], target: str = "forward") -> str:

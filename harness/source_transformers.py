@@ -1,10 +1,10 @@
 """Source `transformers`: transformers' own experts classes and ExpertsInterface functions as the system under test.
 
-A transformers backend in matrix.yaml names one of the shims below as its impl, e.g.
-`impl: "harness.source_transformers:grouped_mm"`. A shim carries the `experts_implementation` key to
-configure and simply calls the experts module, so the call goes through transformers' real dispatch
-(`use_experts_implementation` -> `ALL_EXPERTS_FUNCTIONS.get_interface(config._experts_implementation)`);
-`eager` runs the experts class's own forward. The experts module is transformers' class of the cell's
+A transformers backend is named after its ExpertsInterface key (`backends: {transformers: registered}` in
+matrix.yaml: `eager` plus every key the release registers). The harness sets that key as the config's
+`_experts_implementation` and simply calls the experts module, so the call goes through transformers' real
+dispatch (`use_experts_implementation` -> `ALL_EXPERTS_FUNCTIONS.get_interface(...)`); `eager` runs the
+experts class's own forward. The experts module is transformers' class of the cell's
 family (harness/tf_families.py), built from a tiny config with seeded weights.
 
 Dispatch proof, twice: an uncompiled probe call under the spy of harness/tf_dispatch.py (as transformers'
@@ -21,10 +21,6 @@ from typing import Any
 
 from harness.subjects import Subject
 
-# Interface keys with a shim here; `eager` is the experts class's own forward, the rest are looked up in
-# ALL_EXPERTS_FUNCTIONS at run time (deepgemm and sonicmoe need CUDA kernels from the hub).
-SHIMS = ("eager", "batched_mm", "grouped_mm", "deepgemm", "sonicmoe")
-
 # Profiler evidence per backend on a compiled call: (ops that must appear, ops that must not).
 # Inductor on CPU turns bmm into generated code, so batched_mm has positive evidence only uncompiled.
 _EVIDENCE = {
@@ -34,32 +30,15 @@ _EVIDENCE = {
 }
 
 
-def _shim(key: str):
-    def forward(module, hidden_states, top_k_index, top_k_weights):
-        """Call the experts module; its forward dispatches on config._experts_implementation."""
-        return module(hidden_states, top_k_index, top_k_weights)
-
-    forward.experts_implementation = key
-    forward.__name__ = forward.__qualname__ = key
-    return forward
-
-
 def call_experts(module, hidden_states, top_k_index, top_k_weights):
     """The subject's function for every transformers backend: the module's own (dispatching) forward."""
     return module(hidden_states, top_k_index, top_k_weights)
 
 
-eager = _shim("eager")
-batched_mm = _shim("batched_mm")
-grouped_mm = _shim("grouped_mm")
-deepgemm = _shim("deepgemm")
-sonicmoe = _shim("sonicmoe")
-
-
 def load_subject(spec: dict[str, Any], device, dtype) -> Subject:
     """The cell's experts module (transformers' class of the layout's family) configured for the named backend."""
     check_imported_source()
-    key = implementation_key(spec["impl"])
+    key = implementation_key(spec)
     module, fam = build_experts(spec, key, device, dtype)
     probe_dispatch(spec, module, fam, key, device, dtype)
     expected, forbidden = evidence(key, spec["cell"]["mode"])
@@ -103,14 +82,9 @@ def build_experts(spec: dict[str, Any], key: str, device, dtype):
     return module, fam
 
 
-def implementation_key(impl: str) -> str:
-    """The experts_implementation key a transformers backend's impl names; ValueError if it names none."""
-    from harness.matrix import resolve_impl
-
-    key = getattr(resolve_impl(impl), "experts_implementation", None)
-    if not isinstance(key, str):
-        raise ValueError(f"impl {impl!r} of a transformers backend must be one of "
-                         + ", ".join(f"harness.source_transformers:{name}" for name in SHIMS))
+def implementation_key(spec: dict[str, Any]) -> str:
+    """The cell's experts_implementation key (its backend's name); KeyError if this transformers lacks it."""
+    key = spec["cell"]["backend"]
     if key != "eager":
         from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 

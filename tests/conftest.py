@@ -22,15 +22,32 @@ TINY_SHAPES = {
 
 
 def matrix_doc(backends: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """A valid matrix document over tiny shapes; keyword arguments replace top-level keys or axes."""
+    """A valid matrix document over tiny shapes; keyword arguments replace top-level keys or axes.
+
+    `backends` is flat, `{name: {"source": ..., "impl": ...}}` (see fixture_backend), or already grouped by
+    source as matrix.yaml has it (`{"user": {name: impl}, "transformers": [...]}`).
+    """
     axes = {"mode": ["uncompiled", "default"], "dtype": ["float32"], "fullgraph": [True, False],
             "device": ["cpu"], "shape": ["prefill"], "layout": ["default"]}
     axes.update(overrides.pop("axes", {}))
-    doc = {"schema": 1, "backends": backends, "axes": axes, "shapes": copy.deepcopy(TINY_SHAPES),
+    doc = {"schema": 2, "backends": group_backends(backends), "axes": axes, "shapes": copy.deepcopy(TINY_SHAPES),
            "tolerances": {"bfloat16": 3e-2, "float16": 5e-3, "float32": 1e-4}, "time_limit_s": 120,
            "max_recompiles": 1, "expectations": []}
     doc.update(overrides)
     return doc
+
+
+def group_backends(backends: dict[str, Any]) -> dict[str, Any]:
+    """matrix.yaml's `backends` section (grouped by source) from a flat {name: {source, impl}} map."""
+    if all(isinstance(entry, dict) and "impl" in entry for entry in backends.values()):
+        grouped: dict[str, Any] = {}
+        for name, entry in backends.items():
+            if entry.get("source") == "transformers":
+                grouped.setdefault("transformers", []).append(name)
+            else:
+                grouped.setdefault(entry.get("source", "user"), {})[name] = entry["impl"]
+        return grouped
+    return backends
 
 
 def write_matrix(path: Path, doc: dict[str, Any] | str) -> Path:

@@ -23,19 +23,24 @@ def _error(tmp_matrix, doc) -> HarnessError:
 
 def test_the_shipped_matrix_is_valid():
     matrix = load_matrix("matrix.yaml")
-    assert {"eager", "batched_mm", "grouped_mm"} <= set(matrix.backends)  # + transformers' (issue 3)
+    documented = {("reference", name) for name in ("eager", "batched_mm", "grouped_mm")}
+    assert documented <= set(matrix.backends)
+    # One entry per implementation: transformers' are the keys its ExpertsInterface registers, plus eager.
+    from harness.registered import registered_keys
+
+    assert [name for source, name in matrix.backends if source == "transformers"] == list(registered_keys())
     assert matrix.axes["mode"] == ("uncompiled", "default", "reduce-overhead", "max-autotune",
                                    "max-autotune-no-cudagraphs")
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_matrix):
-    err = _error(tmp_matrix, "schema: 1\nbackends: {a: [\n")
+    err = _error(tmp_matrix, "schema: 2\nbackends: {a: [\n")
     assert err.file.endswith("matrix.yaml") and err.line is not None
     assert "YAML syntax error" in err.message
 
 
 def test_duplicate_key_is_rejected_with_both_lines(tmp_matrix):
-    text = "schema: 1\nbackends: {}\nbackends: {}\n"
+    text = "schema: 2\nbackends: {}\nbackends: {}\n"
     err = _error(tmp_matrix, text)
     assert (err.key, err.line) == ("backends", 3)
     assert "first at line 2" in err.message
@@ -76,7 +81,7 @@ def test_tolerance_must_be_a_number(tmp_matrix):
 ])
 def test_bad_backend_path(tmp_matrix, impl, expected):
     err = _error(tmp_matrix, matrix_doc({"bad": {"source": "user", "impl": impl}}))
-    assert err.key.startswith("backends.bad") and expected in err.message
+    assert err.key == "backends.user.bad" and expected in err.message
 
 
 def test_loading_the_shipped_matrix_does_not_import_torch():
@@ -93,11 +98,34 @@ def test_rule_that_matches_no_cell(tmp_matrix):
     assert err.key == "expectations" and "matches no cell" in err.message and err.line
 
 
-def test_contradictory_rules_of_equal_specificity(tmp_matrix):
-    rules = [{"match": {"mode": "default"}, "expect": "fail", "reason": "a"},
-             {"match": {"dtype": "float32"}, "expect": "pass", "reason": "b"}]
-    err = _error(tmp_matrix, matrix_doc(GOOD_BACKENDS, expectations=rules))
-    assert "contradicts the rule at line" in err.message
+def test_schema_1_matrices_get_a_migration_hint(tmp_matrix):
+    doc = matrix_doc(GOOD_BACKENDS)
+    doc["schema"] = 1
+    err = _error(tmp_matrix, doc)
+    assert err.key == "schema" and "slices" in err.message and err.line == 1
+
+
+@pytest.mark.parametrize("slices, key, needle", [
+    ({"s": {"colour": "red"}}, "slices.s.colour", "unknown axis"),
+    ({"s": {"backend": "nope"}}, "slices.s.backend", "unknown value"),
+    ({"s": {"mode": []}}, "slices.s.mode", "at least one value"),
+    ({"s": "everything"}, "slices.s", "must be a mapping"),
+    ({}, "slices", "at least one slice"),
+])
+def test_malformed_slice(tmp_matrix, slices, key, needle):
+    err = _error(tmp_matrix, matrix_doc(GOOD_BACKENDS, slices=slices))
+    assert err.key == key and needle in err.message and err.line
+
+
+@pytest.mark.parametrize("backends, key, needle", [
+    ({"vendor": {"x": "a.b:c"}}, "backends.vendor", "unknown key"),
+    ({"transformers": "all"}, "backends.transformers", "registered"),
+    ({"user": {"bad name": "a.b:c"}}, "backends.user.bad name", "letters, digits"),
+    ({"user": {"x": "no_colon"}}, "backends.user.x", "dotted path"),
+])
+def test_malformed_backends(tmp_matrix, backends, key, needle):
+    err = _error(tmp_matrix, matrix_doc(backends))
+    assert err.key == key and needle in err.message
 
 
 def test_rule_needs_a_reason_and_a_known_status(tmp_matrix):

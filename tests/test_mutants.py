@@ -17,11 +17,8 @@ from tests.mutants.moe_mutants import MUTANTS, installed_package, make_tree, pat
 pytest.importorskip("transformers")
 
 MATRIX = {
-    "schema": 1,
-    "backends": {
-        "tf_batched_mm": {"source": "transformers", "impl": "harness.source_transformers:batched_mm"},
-        "tf_grouped_mm": {"source": "transformers", "impl": "harness.source_transformers:grouped_mm"},
-    },
+    "schema": 2,
+    "backends": {"transformers": ["batched_mm", "grouped_mm"]},
     "axes": {"mode": ["uncompiled", "default"], "dtype": ["float32", "float16", "bfloat16"],
              "fullgraph": [True, False], "device": ["cpu"], "shape": ["decode"], "layout": ["default"]},
     "shapes": {"decode": {"tokens": [1, 3], "hidden": 16, "intermediate": 8, "experts": 4, "top_k": 2,
@@ -40,14 +37,14 @@ def _id(backend: str, mode: str, dtype: str, fullgraph: bool | None = None) -> s
 # Per mutant: the cells it must break and the controls around them (few: each compiled cell costs seconds).
 CELLS = {
     "batched_data_dependent": [
-        _id("tf_batched_mm", "uncompiled", "float32"), _id("tf_batched_mm", "default", "float32", True),
-        _id("tf_batched_mm", "default", "float32", False), _id("tf_grouped_mm", "default", "float32", True)],
+        _id("batched_mm", "uncompiled", "float32"), _id("batched_mm", "default", "float32", True),
+        _id("batched_mm", "default", "float32", False), _id("grouped_mm", "default", "float32", True)],
     "grouped_numeric_1pct": [
-        _id("tf_grouped_mm", "uncompiled", "float32"), _id("tf_grouped_mm", "default", "float32", True),
-        _id("tf_grouped_mm", "default", "bfloat16", True), _id("tf_batched_mm", "default", "float32", True)],
+        _id("grouped_mm", "uncompiled", "float32"), _id("grouped_mm", "default", "float32", True),
+        _id("grouped_mm", "default", "bfloat16", True), _id("batched_mm", "default", "float32", True)],
     "fallback_raises_float16": [
-        _id("tf_grouped_mm", "uncompiled", "float16"), _id("tf_grouped_mm", "default", "float16", True),
-        _id("tf_grouped_mm", "default", "float32", True), _id("tf_batched_mm", "default", "float16", True)],
+        _id("grouped_mm", "uncompiled", "float16"), _id("grouped_mm", "default", "float16", True),
+        _id("grouped_mm", "default", "float32", True), _id("batched_mm", "default", "float16", True)],
 }
 
 

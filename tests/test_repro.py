@@ -76,10 +76,10 @@ def test_unknown_cell_and_unsupported_cells_are_bad_input(tmp_path):
 
 # One cell of each kind: (cell id, what the script must contain).
 KINDS = {
-    "transformers-tf_eager-default-float32-fullgraph-cpu-decode": "EXPERTS_IMPLEMENTATION = 'eager'",
-    "transformers-tf_grouped_mm_train-default-float32-fullgraph-cpu-decode-gpt_oss-training": "def _compare_grads",
-    "transformers-tf_batched_mm_model-default-bfloat16-fullgraph-cpu-decode-non_gated-model": "def check_load_forms",
-    "transformers-tf_grouped_mm_families-default-bfloat16-fullgraph-cpu-prefill-deepseek_v2": "def build_experts",
+    "transformers-eager-default-float32-fullgraph-cpu-decode": "EXPERTS_IMPLEMENTATION = 'eager'",
+    "transformers-grouped_mm-default-float32-fullgraph-cpu-decode-gpt_oss-training": "def _compare_grads",
+    "transformers-batched_mm-default-bfloat16-fullgraph-cpu-decode-non_gated-model": "def check_load_forms",
+    "transformers-grouped_mm-default-bfloat16-fullgraph-cpu-prefill-deepseek_v2": "def build_experts",
     "reference-grouped_mm-default-bfloat16-fullgraph-cpu-prefill": "def grouped_mm(",
 }
 
@@ -111,7 +111,7 @@ def _write(tmp_path, matrix, cell_id):
 @pytest.mark.slow
 def test_transformers_eager_fullgraph_failure_reproduces(tmp_path):
     """transformers' own eager experts (Qwen2-MoE) under fullgraph: the harness's compile_error, data-dependent."""
-    cell_id = "transformers-tf_eager-default-float32-fullgraph-cpu-decode"
+    cell_id = "transformers-eager-default-float32-fullgraph-cpu-decode"
     out = tmp_path / "repro.py"
     proc = run_harness("repro", cell_id, "--matrix", MATRIX, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -132,7 +132,7 @@ def test_transformers_script_builds_the_harness_experts_and_inputs(tmp_path):
     from harness.cell_run import run_cell
 
     matrix = load_matrix(MATRIX, import_backends=False)
-    cell_id = "transformers-tf_grouped_mm-uncompiled-float32-cpu-decode"
+    cell_id = "transformers-grouped_mm-uncompiled-float32-cpu-decode"
     harness = run_cell(cell_spec(matrix, _cell(matrix, cell_id)))
     assert harness["status"] == "pass"
     run = _standalone(_write(tmp_path, matrix, cell_id), tmp_path)
@@ -144,7 +144,7 @@ def test_transformers_script_builds_the_harness_experts_and_inputs(tmp_path):
 @pytest.mark.slow
 def test_transformers_grouped_mm_compiled_cell_passes(tmp_path):
     matrix = load_matrix(MATRIX, import_backends=False)
-    out = _write(tmp_path, matrix, "transformers-tf_grouped_mm-default-float32-fullgraph-cpu-decode")
+    out = _write(tmp_path, matrix, "transformers-grouped_mm-default-float32-fullgraph-cpu-decode")
     assert "torch.compile(forward, mode=None, fullgraph=True)" in out.read_text()
     run = _standalone(out, tmp_path)
     assert run.returncode == 0 and "did not reproduce: every call passed" in run.stdout, run.stderr[-3000:]
@@ -163,7 +163,7 @@ def test_transformers_misdispatch_is_caught_by_the_harness_and_its_script_alike(
     from harness.cell_run import run_cell
 
     matrix = load_matrix(MATRIX, import_backends=False)
-    cell_id = "transformers-tf_grouped_mm-uncompiled-float32-cpu-decode"
+    cell_id = "transformers-grouped_mm-uncompiled-float32-cpu-decode"
     path = _write(tmp_path, matrix, cell_id)
     monkeypatch.setitem(ALL_EXPERTS_FUNCTIONS._global_mapping, "grouped_mm",
                         ALL_EXPERTS_FUNCTIONS._global_mapping["batched_mm"])
@@ -184,7 +184,7 @@ def test_training_script_checks_gradients_like_the_harness(tmp_path):
     from harness.cell_run import run_cell
 
     matrix = load_matrix(MATRIX, import_backends=False)
-    cell_id = "transformers-tf_eager_train-uncompiled-float32-cpu-decode-training"
+    cell_id = "transformers-eager-uncompiled-float32-cpu-decode-training"
     harness = run_cell(cell_spec(matrix, _cell(matrix, cell_id)))
     assert harness["status"] == "pass"
     run = _standalone(_write(tmp_path, matrix, cell_id), tmp_path)
@@ -217,7 +217,7 @@ def test_reference_training_failure_reproduces(tmp_path):
 def test_model_script_runs_the_model_checks_then_fails_as_observed(tmp_path):
     """GPT-OSS model, eager experts: the uncompiled checks pass, the fullgraph whole-model compile fails."""
     matrix = load_matrix(MATRIX, import_backends=False)
-    run = _standalone(_write(tmp_path, matrix, "transformers-tf_eager_model-default-bfloat16-fullgraph-cpu-decode"
+    run = _standalone(_write(tmp_path, matrix, "transformers-eager-default-bfloat16-fullgraph-cpu-decode"
                                                "-gpt_oss-model"), tmp_path)
     assert run.returncode == 1, run.stdout + run.stderr[-3000:]
     assert "model GptOssForCausalLM saved and reloaded" in run.stdout
@@ -229,7 +229,7 @@ def test_model_script_runs_the_model_checks_then_fails_as_observed(tmp_path):
 def test_model_script_passes_every_check_of_a_passing_cell(tmp_path):
     """Qwen2-MoE with grouped_mm: load forms, runtime switch, Qwen3-VL sub-configs, compiled forward, generate()."""
     matrix = load_matrix(MATRIX, import_backends=False)
-    run = _standalone(_write(tmp_path, matrix, "transformers-tf_grouped_mm_model-default-bfloat16-fullgraph-cpu"
+    run = _standalone(_write(tmp_path, matrix, "transformers-grouped_mm-default-bfloat16-fullgraph-cpu"
                                                "-decode-model"), tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     assert "per_subconfig" in run.stdout and "aten::_grouped_mm" in run.stdout

@@ -1,4 +1,4 @@
-"""Cell expansion, rule combination (most specific wins) and the verdict table."""
+"""Cell expansion, slices, rule combination (the last matching rule wins) and the verdict table."""
 
 from __future__ import annotations
 
@@ -42,22 +42,33 @@ def test_default_expectation_is_pass(tmp_matrix):
     assert {expectation_for(c, matrix.rules).expect for c in expand_cells(matrix)} == {"pass"}
 
 
-def test_most_specific_rule_wins_whatever_the_file_order(tmp_matrix):
-    rules = [{"match": {"backend": "other", "fullgraph": True}, "expect": "pass", "reason": "specific"},
-             {"match": {"backend": "other"}, "expect": "fail", "reason": "broad"}]
+def test_the_last_matching_rule_wins(tmp_matrix):
+    rules = [{"match": {"backend": "other"}, "expect": "fail", "reason": "broad"},
+             {"match": {"backend": "other", "fullgraph": True}, "expect": "pass", "reason": "exception"}]
     matrix = _matrix(tmp_matrix, rules)
     by_id = {c.id: expectation_for(c, matrix.rules) for c in expand_cells(matrix)}
-    assert by_id["user-other-default-float32-fullgraph-cpu-prefill"].reason == "specific"
+    assert by_id["user-other-default-float32-fullgraph-cpu-prefill"].reason == "exception"
     assert by_id["user-other-default-float32-breaks-allowed-cpu-prefill"].reason == "broad"
     assert by_id["user-healthy-default-float32-fullgraph-cpu-prefill"].expect == "pass"
 
 
-def test_equally_specific_rules_that_agree_are_fine_first_in_file_gives_the_reason(tmp_matrix):
-    rules = [{"match": {"mode": "default"}, "expect": "fail", "reason": "first"},
-             {"match": {"dtype": "float32"}, "expect": "fail", "reason": "second"}]
-    matrix = _matrix(tmp_matrix, rules)
-    cell = next(c for c in expand_cells(matrix) if c.mode == "default")
-    assert expectation_for(cell, matrix.rules).reason == "first"
+def test_a_rule_overridden_on_every_cell_it_matches_is_an_error(tmp_matrix):
+    from harness.errors import HarnessError
+
+    rules = [{"match": {"backend": "other", "fullgraph": True}, "expect": "pass", "reason": "narrow"},
+             {"match": {"backend": "other"}, "expect": "fail", "reason": "broad"}]
+    with pytest.raises(HarnessError) as info:
+        _matrix(tmp_matrix, rules)
+    text = str(info.value)
+    assert "decided by a later rule" in text and "last matching rule wins" in text
+    assert "matrix.yaml:" in text and "expectations" in text
+
+
+def test_a_capability_rule_does_not_shadow_the_rule_before_it(tmp_matrix):
+    rules = [{"match": {"backend": "healthy", "device": "cuda"}, "expect": "fail", "reason": "docs"},
+             {"match": {"backend": "healthy", "device": "cuda"}, "compute_capability": ">=9.0", "expect": "pass",
+              "reason": "measured"}]
+    _matrix(tmp_matrix, rules, device=["cpu", "cuda"])  # loads: the docs' rule still decides below sm 9.0
 
 
 PASS, FAIL = Expectation("pass"), Expectation("fail", reason="docs say so")
@@ -94,12 +105,32 @@ def test_observe_only_is_ok_whatever_happens():
         assert judgement.verdict is Verdict.OK and status.value in judgement.reason
 
 
-def test_backend_only_limits_its_cells(tmp_matrix):
-    backends = {"healthy": fixture_backend("healthy"),
-                "narrow": {**fixture_backend("healthy"), "only": {"mode": ["uncompiled"]}}}
-    matrix = load_matrix(str(tmp_matrix(matrix_doc(backends))))
-    narrow = [c.id for c in expand_cells(matrix) if c.backend == "narrow"]
-    assert narrow == ["user-narrow-uncompiled-float32-cpu-prefill"]
+def test_slices_choose_which_cells_exist(tmp_matrix):
+    slices = {"everything_compiled": {"backend": "healthy"},
+              "control_only": {"backend": "other", "mode": "uncompiled"}}
+    matrix = load_matrix(str(tmp_matrix(matrix_doc(BACKENDS, slices=slices))))
+    ids = [c.id for c in expand_cells(matrix)]
+    assert [i for i in ids if "-other-" in i] == ["user-other-uncompiled-float32-cpu-prefill"]
+    assert len([i for i in ids if "-healthy-" in i]) == 3
+
+
+def test_overlapping_slices_give_each_cell_once(tmp_matrix):
+    slices = {"a": {"mode": "default"}, "b": {"fullgraph": True}}
+    matrix = load_matrix(str(tmp_matrix(matrix_doc(BACKENDS, slices=slices))))
+    ids = [c.id for c in expand_cells(matrix)]
+    assert len(ids) == len(set(ids)) == 2 * 3  # per backend: uncompiled, default x {fullgraph, breaks}
+
+
+def test_a_backend_transformers_registers_without_a_rule_is_observed():
+    from harness.matrix import Rule
+
+    cell = Cell("transformers", "sonicmoe", "default", "bfloat16", True, "cuda", "decode")
+    assert expectation_for(cell, ()).expect == "observe"
+    assert "no rule" in expectation_for(cell, ()).reason
+    documented = Cell("transformers", "grouped_mm", "default", "bfloat16", True, "cuda", "decode")
+    assert expectation_for(documented, ()).expect == "pass"
+    named = Rule((("backend", ("sonicmoe",)), ("mode", ("uncompiled",))), "fail", None, None, "r", 1)
+    assert expectation_for(cell, (named,)).expect == "pass"  # a rule speaks for it: default pass elsewhere
 
 
 def test_compute_capability_rules_apply_only_on_matching_gpus(tmp_matrix):

@@ -24,10 +24,10 @@ TOLERANCE = {"bfloat16": 3e-2, "float16": 5e-3, "float32": 1e-4}
 
 def _spec(backend: str, layout: str = "default", mode: str = "uncompiled", dtype: str = "float32",
           shape: dict | None = None, scope: str = "kernel", phase: str = "inference") -> dict:
-    cell = {"source": "transformers", "backend": f"tf_{backend}", "mode": mode, "dtype": dtype,
+    cell = {"source": "transformers", "backend": backend, "mode": mode, "dtype": dtype,
             "fullgraph": None if mode == "uncompiled" else True, "device": "cpu", "shape": "s", "layout": layout,
             "scope": scope, "phase": phase}
-    return {"cell": cell, "impl": f"harness.source_transformers:{backend}", "shape": shape or PREFILL,
+    return {"cell": cell, "impl": None, "shape": shape or PREFILL,
             "tolerance": TOLERANCE[dtype], "max_recompiles": 1,
             "seed": zlib.crc32(json.dumps(cell, sort_keys=True).encode()) % 100_000}
 
@@ -104,15 +104,17 @@ def test_layout_without_family_and_bad_impls_are_errors():
 
     with pytest.raises(ValueError, match="no transformers family"):
         load_subject(_spec("eager", "transposed"), torch.device("cpu"), torch.float32)
-    with pytest.raises(ValueError, match="must be one of harness.source_transformers:eager"):
-        implementation_key("backends.reference:grouped_mm_experts_forward")
-    assert implementation_key("harness.source_transformers:batched_mm") == "batched_mm"
+    with pytest.raises(KeyError, match="not registered in this transformers' ExpertsInterface"):
+        implementation_key(_spec("no_such_kernel"))
+    assert implementation_key(_spec("batched_mm")) == "batched_mm"
 
 
-def test_every_registered_implementation_has_a_shim():
-    from harness.source_transformers import SHIMS, registered_implementations
+def test_the_matrix_finds_every_registered_implementation_without_importing_transformers():
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-    assert set(registered_implementations()) <= set(SHIMS), "a new ExpertsInterface key: add a shim and a backend"
+    from harness.registered import registered_keys
+
+    assert set(registered_keys()) == {"eager", *ALL_EXPERTS_FUNCTIONS}
 
 
 def test_a_function_registered_under_the_wrong_key_is_a_misdispatch(monkeypatch):
@@ -280,7 +282,7 @@ def test_matrix_transformers_cells_only_on_family_layouts():
             assert expected.expect == "observe"
         if cell.layout == "deepseek_v2" and cell.scope == "kernel":
             assert expected.expect == "observe"  # [T, E] routing weights: undocumented input
-        elif cell.backend.startswith("tf_eager") and cell.fullgraph and cell.phase == "inference":
+        elif cell.backend == "eager" and cell.fullgraph and cell.phase == "inference":
             assert expected.expect == "fail" and expected.statuses == ("compile_error",)
 
 
@@ -289,10 +291,10 @@ def test_cli_runs_transformers_cells_from_a_source_tree(tmp_path):
     """End to end: `--source transformers --transformers-src TREE` on a few cells of matrix.yaml."""
     tree = tmp_path / "src"
     _link_dir(installed_package(), str(tree / "transformers"), skip=set())
-    cells = ["transformers-tf_batched_mm-uncompiled-float32-cpu-decode-gpt_oss",
-             "transformers-tf_grouped_mm_families-default-bfloat16-fullgraph-cpu-decode-non_gated",
-             "transformers-tf_eager-default-float32-fullgraph-cpu-decode",
-             "transformers-tf_grouped_mm_families-uncompiled-float32-cpu-prefill-deepseek_v2"]
+    cells = ["transformers-batched_mm-uncompiled-float32-cpu-decode-gpt_oss",
+             "transformers-grouped_mm-default-bfloat16-fullgraph-cpu-decode-non_gated",
+             "transformers-eager-default-float32-fullgraph-cpu-decode",
+             "transformers-grouped_mm-uncompiled-float32-cpu-prefill-deepseek_v2"]
     proc = run_harness("run", "--source", "transformers", "--transformers-src", str(tree), "--out",
                        str(tmp_path / "out"), "-n", "1", *[arg for cell in cells for arg in ("--cell", cell)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

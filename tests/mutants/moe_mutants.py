@@ -43,7 +43,7 @@ MUTANTS = {mutant.name: mutant for mutant in (
            "    expert_ids = top_k_index.reshape(-1)  # (S,)\n"
            "    if expert_ids.max() >= 0:  # MUTANT: data-dependent branch\n"
            "        selected_hidden_states = selected_hidden_states * 1.0\n",
-           lambda c: c["backend"].startswith("tf_batched_mm") and _compiled(c) and c["fullgraph"] is True,
+           lambda c: c["source"] == "transformers" and c["backend"] == "batched_mm" and _compiled(c) and c["fullgraph"] is True,
            "compile_error"),
     # 1 % is above the float32 (1e-4) and float16 (5e-3) tolerances and below bfloat16's (3e-2): a
     # bfloat16 cell cannot tell a 1 % error from rounding, so only float32/float16 cells may fail.
@@ -53,7 +53,7 @@ MUTANTS = {mutant.name: mutant for mutant in (
            "    return final_hidden_states.to(hidden_states.dtype)\n",
            "    final_hidden_states = final_hidden_states * 1.01  # MUTANT: 1 % numeric error\n"
            "    return final_hidden_states.to(hidden_states.dtype)\n",
-           lambda c: c["backend"].startswith("tf_grouped_mm") and c["dtype"] in ("float32", "float16"),
+           lambda c: c["source"] == "transformers" and c["backend"] == "grouped_mm" and c["dtype"] in ("float32", "float16"),
            "mismatch"),
     # The fallback runs where the native kernel cannot: under compile for non-bfloat16 weights (CPU
     # torch > 2.10 runs the native kernel uncompiled), so only compiled float16 cells may fail.
@@ -64,7 +64,7 @@ MUTANTS = {mutant.name: mutant for mutant in (
            "    if input.dtype == torch.float16:  # MUTANT: fallback broken for one dtype\n"
            "        raise RuntimeError('MUTANT: grouped_mm fallback does not support float16')\n"
            "    output = torch.zeros(input.size(0), weight.size(2)",
-           lambda c: c["backend"].startswith("tf_grouped_mm") and c["dtype"] == "float16" and _compiled(c),
+           lambda c: c["source"] == "transformers" and c["backend"] == "grouped_mm" and c["dtype"] == "float16" and _compiled(c),
            "runtime_error"),
 )}
 
