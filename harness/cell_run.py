@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from typing import Any
@@ -15,17 +16,43 @@ STEADY_CALLS = 5
 
 def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     """Execute the cell described by `spec` and return {status, error, signals}."""
-    import torch
-
-    cell, shape = spec["cell"], spec["shape"]
+    cell = spec["cell"]
     if cell.get("scope", "kernel") == "model":
         from harness.model_run import run_model_cell
 
-        return run_model_cell(spec)
+        return missing_prerequisite(spec, run_model_cell(spec))
     if cell.get("phase", "inference") == "training":
         from harness.training import run_training_cell
 
-        return run_training_cell(spec)
+        return missing_prerequisite(spec, run_training_cell(spec))
+    return missing_prerequisite(spec, _run_kernel_cell(spec))
+
+
+def missing_prerequisite(spec: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """`skipped` (not applicable) when an undocumented transformers backend could not import what it needs.
+
+    deepgemm and sonicmoe load CUDA kernels from the hub through the `kernels` package and raise ImportError
+    without it: that says nothing about torch.compile, so the cell did not measure its backend. A documented
+    backend raising ImportError stays a failure.
+    """
+    from harness.registered import DOCUMENTED
+
+    cell, error = spec["cell"], outcome.get("error") or {}
+    if cell["source"] != "transformers" or cell["backend"] in DOCUMENTED or outcome["status"] == "pass":
+        return outcome
+    text = " ".join(str(error.get(key) or "") for key in ("type", "cause", "message"))
+    # Under torch.compile the ImportError surfaces inside fake-tensor propagation: "got ImportError(...)".
+    if not re.search(r"\b(ImportError|ModuleNotFoundError)\b", text) and \
+            not re.search(r"got (ImportError|ModuleNotFoundError)\(", error.get("detail") or ""):
+        return outcome
+    return {**outcome, "status": "skipped",
+            "error": {**error, "type": "MissingPrerequisite", "original_type": error.get("type")}}
+
+
+def _run_kernel_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    cell = spec["cell"]
     device = torch.device(cell["device"])
     dtype = getattr(torch, cell["dtype"])
     torch.manual_seed(spec["seed"])

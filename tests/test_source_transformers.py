@@ -306,3 +306,29 @@ def test_cli_runs_transformers_cells_from_a_source_tree(tmp_path):
     environment = json.loads((tmp_path / "out" / "results.json").read_text())["environment"]
     assert environment["transformers_path"] == str(tree / "transformers")
     assert environment["transformers"] == transformers.__version__ and environment["transformers_from_src"]
+
+
+@pytest.mark.parametrize("mode", ["uncompiled", "default"])
+def test_a_hub_kernel_backend_without_its_prerequisite_is_not_applicable(mode):
+    import importlib.util
+
+    from harness.cell_run import run_cell
+
+    if importlib.util.find_spec("kernels") is not None:
+        pytest.skip("the `kernels` package is installed here: deepgemm would try to load its hub kernel")
+    outcome = run_cell(_spec("deepgemm", mode=mode, dtype="bfloat16"))
+    assert outcome["status"] == "skipped" and outcome["error"]["type"] == "MissingPrerequisite"
+    assert "kernels" in outcome["error"]["message"] + outcome["error"].get("detail", "")
+
+
+def test_a_documented_backend_raising_import_error_still_fails(monkeypatch):
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    from harness.cell_run import run_cell
+
+    def broken(*args, **kwargs):
+        raise ImportError("a documented backend must not hide behind a missing prerequisite")
+
+    monkeypatch.setitem(ALL_EXPERTS_FUNCTIONS._global_mapping, "batched_mm", broken)
+    outcome = run_cell(_spec("batched_mm"))
+    assert outcome["status"] == "runtime_error"
