@@ -9,11 +9,12 @@ import os
 
 from harness.baseline import BASELINE_DIR
 from harness.errors import EXIT_REGRESSION, HarnessError
-from harness.report_docs import current_block, read_page, replace_block, same_block
+from harness.docs_prose import contradictions
+from harness.docs_table import build_docs_table, default_source
+from harness.report_docs import block_span, current_block, read_page, replace_block, same_block
 from harness.report_inputs import load_observations
 from harness.report_markdown import table_lines
 from harness.report_merge import merge
-from harness.report_model import build_table
 
 # The same command line in --update and --check, so that the generated-by line never drifts by itself.
 GENERATOR = "python -m harness docs --update"
@@ -28,7 +29,8 @@ def add_parser(sub) -> None:
     parser.add_argument("results", nargs="*",
                         help=f"results, merged or baseline files (default: every {BASELINE_DIR}/*.json)")
     parser.add_argument("--baselines", default=BASELINE_DIR, help=f"baseline folder (default: {BASELINE_DIR})")
-    parser.add_argument("--source", default=None, help="only cells of this source")
+    parser.add_argument("--source", default=None,
+                        help="whose table: transformers (default when measured), reference or user")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,10 +38,14 @@ def run(args: argparse.Namespace) -> int:
     paths = args.results or sorted(glob.glob(os.path.join(args.baselines, "*.json")))
     if not paths:
         raise HarnessError(f"no results given and no baseline in {args.baselines}", key="results")
-    block = "\n".join(table_lines(build_table(merge(load_observations(paths)), args.source), GENERATOR))
+    merged = merge(load_observations(paths))
+    table = build_docs_table(merged, args.source or default_source(merged))
+    block = "\n".join(table_lines(table, GENERATOR))
     page = args.update or args.check
     text = read_page(page)
     old = current_block(text, page)
+    for found in contradictions(text, block_span(text, page), table):
+        print(f"docs: prose outside the markers contradicts the table: {found.render(page)}")
     if args.check:
         if same_block(old, block):
             print(f"docs: {page} matches the measurement ({len(paths)} file(s))")

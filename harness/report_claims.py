@@ -9,7 +9,8 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.matrix import DTYPES
-from harness.report_model import COMPILED_MODES, Table, dtypes_text, modes_text
+from harness.docs_table import DocsTable
+from harness.report_model import COMPILED_MODES, dtypes_text, modes_text
 
 DEFAULT_CLAIMS = os.path.join("reports", "docs_claims.md")
 _HEADER = ("implementation", "compilation modes", "dtypes", "fullgraph=true")
@@ -27,18 +28,28 @@ class Claim:
 
 @dataclass(frozen=True)
 class Check:
-    """One claim (row and column) against the measurement."""
+    """One claim (row and column) against what was measured on one platform (CPU, CUDA sm 9.0, ...)."""
 
     label: str
+    platform: str
     aspect: str  # modes | dtypes | fullgraph=True
     claim: str
     measured: str
-    agrees: bool | None  # None: nothing measured for this row
-    detail: str
+    agrees: bool | None  # None: nothing measured for this row there
+    detail: str  # what disagrees: "documented, fails: ..." / "works, not documented: ..."
+
+    @property
+    def verdict(self) -> str:
+        """`holds`, `wrong` (something documented fails), `stale` (more works than documented), `not measured`."""
+        if self.agrees is None:
+            return "not measured"
+        if self.agrees:
+            return "holds"
+        return "wrong" if "documented, fails" in self.detail or self.aspect == "fullgraph=True" else "stale"
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return dict(self.__dict__)
+        return {**self.__dict__, "verdict": self.verdict}
 
 
 def read_claims(path: str) -> list[Claim]:
@@ -55,40 +66,40 @@ def read_claims(path: str) -> list[Claim]:
                        file=path)
 
 
-def compare(claims: list[Claim], table: Table) -> list[Check]:
-    """Each claimed row's modes, dtypes and fullgraph answer against the measured row(s) of the same label."""
+def compare(claims: list[Claim], table: DocsTable) -> list[Check]:
+    """Each documented row's modes, dtypes and fullgraph answer against the measured row of the same
+    implementation, per platform."""
     checks = []
     for claim in claims:
-        rows = [row for row in table.rows if row.label.split(" [")[0] == claim.label]
-        if not rows:
+        row = next((row for row in table.rows if row.label == claim.label), None)
+        if row is None or not row.platforms:
             for aspect, text in (("modes", modes_text(claim.modes)), ("dtypes", dtypes_text(claim.dtypes)),
                                  ("fullgraph=True", claim.fullgraph)):
-                checks.append(Check(claim.label, aspect, text, "not measured", None, "no measured cell has this row"))
+                checks.append(Check(claim.label, "-", aspect, text, "not measured", None,
+                                    f"no {table.source} cell of this row was measured"))
             continue
-        for row in rows:
-            scope = " (cpu only)" if row.partial else ""
-            s = row.summary
-            checks.append(_set_check(row.label, "modes", claim.modes, s.modes, s.tried_modes, modes_text, scope))
-            checks.append(_set_check(row.label, "dtypes", claim.dtypes, s.dtypes, s.tried_dtypes, dtypes_text, scope))
+        for name, s in row.platforms.items():
+            checks.append(_set_check(claim.label, name, "modes", claim.modes, s.modes, s.tried_modes, modes_text))
+            checks.append(_set_check(claim.label, name, "dtypes", claim.dtypes, s.dtypes, s.tried_dtypes, dtypes_text))
             agrees = claim.fullgraph == s.fullgraph
-            checks.append(Check(row.label, "fullgraph=True", claim.fullgraph, s.fullgraph + scope, agrees,
+            checks.append(Check(claim.label, name, "fullgraph=True", claim.fullgraph, s.fullgraph, agrees,
                                 "" if agrees else f"docs say {claim.fullgraph}, measured {s.fullgraph}"))
     return checks
 
 
-def _set_check(label, aspect, claimed, measured, tried, text, scope) -> Check:
+def _set_check(label, platform, aspect, claimed, measured, tried, text) -> Check:
     failing = [v for v in claimed if v not in measured and v in tried]
     untried = [v for v in claimed if v not in tried]
     extra = [v for v in measured if v not in claimed]
     detail = []
     if failing:
-        detail.append("claimed but failing: " + ", ".join(_show(v) for v in failing))
-    if untried:
-        detail.append("claimed, not measured: " + ", ".join(_show(v) for v in untried))
+        detail.append("documented, fails: " + ", ".join(_show(v) for v in failing))
     if extra:
-        detail.append("working but not claimed: " + ", ".join(_show(v) for v in extra))
-    agrees = None if untried and not failing and not extra else not detail
-    return Check(label, aspect, text(claimed), text(measured) + scope, agrees, "; ".join(detail))
+        detail.append("works, not documented: " + ", ".join(_show(v) for v in extra))
+    if untried:
+        detail.append("documented, not measured: " + ", ".join(_show(v) for v in untried))
+    agrees = None if untried and not failing and not extra else not (failing or extra)
+    return Check(label, platform, aspect, text(claimed), text(measured), agrees, "; ".join(detail))
 
 
 def _show(value: str) -> str:

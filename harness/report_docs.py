@@ -23,10 +23,21 @@ def current_block(text: str, path: str) -> str:
     return text[start:end]
 
 
+def block_span(text: str, path: str) -> tuple[int, int]:
+    """Character offsets of the text between the markers."""
+    return _span(text, path)
+
+
 def replace_block(text: str, block: str, path: str) -> str:
-    """The page with the text between the markers replaced by `block` (one blank line on each side)."""
+    """The page with the text between the markers replaced by `block`, framed as the old block was (a blank
+    line or not), so that the diff shows only the table's own lines."""
     start, end = _span(text, path)
-    return text[:start] + "\n\n" + block.strip("\n") + "\n\n" + text[end:]
+    old = text[start:end]
+    lead = old[: len(old) - len(old.lstrip())] or "\n"
+    trail = old[len(old.rstrip()):] or "\n"
+    if not old.strip():
+        lead, trail = "\n", "\n"
+    return text[:start] + lead + block.strip("\n") + trail + text[end:]
 
 
 def same_block(a: str, b: str) -> bool:

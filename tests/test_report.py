@@ -11,11 +11,11 @@ import pytest
 
 from harness.cells import Cell
 from harness.cmd_report import render
+from harness.docs_table import build_docs_table
 from harness.errors import HarnessError
 from harness.report_claims import compare, read_claims
 from harness.report_inputs import load_observations
 from harness.report_merge import merge
-from harness.report_model import build_table
 from tests.conftest import REPO_ROOT, run_harness
 
 CLAIMS = str(REPO_ROOT / "reports" / "docs_claims.md")
@@ -23,9 +23,10 @@ MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagrap
 
 
 def cell(backend, mode="default", dtype="float32", fullgraph=False, status="pass", device="cpu", shape="decode",
-         path=None, error=None, verdict=None, **signals):
+         path=None, error=None, verdict=None, source="reference", layout="default", phase="inference", **signals):
     """A results cell record as the harness writes it (only what the reports read)."""
-    c = Cell("reference", backend, mode, dtype, None if mode == "uncompiled" else fullgraph, device, shape)
+    c = Cell(source, backend, mode, dtype, None if mode == "uncompiled" else fullgraph, device, shape, layout,
+             "kernel", phase)
     if error is None and status != "pass":
         error = {"type": "torch._dynamo.exc.Unsupported", "message": f"{backend} cannot {status}", "phase": "call 0"}
     return {"id": c.id, **c.axis_values(), "status": status,
@@ -39,7 +40,7 @@ def cell(backend, mode="default", dtype="float32", fullgraph=False, status="pass
 def doc(cells, torch="2.13.0+cpu", transformers="5.17.0", cc=None, **top):
     """A results document (schema 1) around `cells`."""
     env = {"torch": torch, "transformers": transformers, "cuda_available": cc is not None,
-           "device_name": "NVIDIA H100" if cc else "cpu", "compute_capability": cc}
+           "device_name": "NVIDIA H200" if cc else "cpu", "compute_capability": cc}
     return {"schema": 1, "complete": True, "interrupted": False, "environment": env, "cells": cells, **top}
 
 
@@ -49,82 +50,113 @@ def write(path: Path, document) -> str:
     return str(path)
 
 
-def cpu_matrix(fallback_dtypes=("float16", "float32")):
-    """A cpu matrix like the real one: eager fails fullgraph; grouped_mm takes the fallback for some dtypes."""
+def cpu_matrix(fallback_dtypes=("float16", "float32"), source="reference", device="cpu"):
+    """A matrix like the real one: eager fails fullgraph; grouped_mm takes the fallback for some dtypes."""
     cells = []
     for mode in MODES:
         for dtype in ("bfloat16", "float16", "float32"):
             for fullgraph in (True, False):
-                cells.append(cell("batched_mm", mode, dtype, fullgraph))
+                cells.append(cell("batched_mm", mode, dtype, fullgraph, source=source, device=device))
                 cells.append(cell("eager", mode, dtype, fullgraph, status="compile_error" if fullgraph else "pass",
-                                  verdict="ok"))
+                                  verdict="ok", source=source, device=device))
                 path = "fallback" if dtype in fallback_dtypes else "native"
-                cells.append(cell("grouped_mm", mode, dtype, fullgraph, path=path))
-    cells.append(cell("eager", "uncompiled"))
+                cells.append(cell("grouped_mm", mode, dtype, fullgraph, path=path, source=source, device=device))
+    cells.append(cell("eager", "uncompiled", source=source, device=device))
     return cells
 
 
-def table_of(*documents, tmp_path):
-    paths = [write(tmp_path / f"r{i}.json", d) for i, d in enumerate(documents)]
-    return build_table(merge(load_observations(paths)))
-
-
-def test_rows_in_docs_order_with_paths_and_fullgraph(tmp_path):
-    table = table_of(doc(cpu_matrix()), tmp_path=tmp_path)
-    rows = {row.label: row.summary for row in table.rows}
-    assert [row.label for row in table.rows] == ["grouped_mm", "grouped_mm (fallback)", "batched_mm", "eager"]
-    assert rows["grouped_mm"].dtypes == ("bfloat16",)
-    assert rows["grouped_mm (fallback)"].dtypes == ("float16", "float32")
-    assert rows["batched_mm"].modes == MODES and rows["batched_mm"].fullgraph == "Yes"
-    assert rows["eager"].fullgraph == "No"
-
-
-def test_failures_and_partial_evidence_become_notes_on_their_column(tmp_path):
-    table = table_of(doc(cpu_matrix()), tmp_path=tmp_path)
-    eager = next(row for row in table.rows if row.label == "eager")
-    fullgraph_note = table.notes[eager.notes["fullgraph"][0] - 1]
-    assert "compile_error" in fullgraph_note and "eager cannot compile_error" in fullgraph_note
-    assert "every mode" in fullgraph_note and "every dtype" in fullgraph_note
-    assert any("Partial evidence" in table.notes[n - 1] for n in eager.notes["implementation"])
-    assert all(row.notes["implementation"] == eager.notes["implementation"] for row in table.rows)  # one note
-
-
-def test_devices_that_differ_are_said_so_and_the_row_keeps_what_works_everywhere(tmp_path):
-    cuda = []
+def cuda_grouped_mm(source="reference"):
+    """grouped_mm on an sm 9.0 GPU: the CUDA-graph modes fail."""
+    cells = []
     for mode in MODES:
         for fullgraph in (True, False):
             failing = mode in ("reduce-overhead", "max-autotune")
-            cuda.append(cell("grouped_mm", mode, "bfloat16", fullgraph, device="cuda",
-                             status="runtime_error" if failing else "pass", path=None if failing else "native"))
-    table = table_of(doc(cpu_matrix()), doc(cuda, cc="9.0"), tmp_path=tmp_path)
+            cells.append(cell("grouped_mm", mode, "bfloat16", fullgraph, device="cuda", source=source,
+                              status="runtime_error" if failing else "pass", path=None if failing else "native"))
+    return cells
+
+
+def table_of(*documents, tmp_path, source="reference"):
+    paths = [write(tmp_path / f"r{i}.json", d) for i, d in enumerate(documents)]
+    return build_docs_table(merge(load_observations(paths)), source)
+
+
+def test_rows_are_the_docs_rows_in_the_docs_order(tmp_path):
+    table = table_of(doc(cpu_matrix()), tmp_path=tmp_path)
+    assert [row.label for row in table.rows] == ["grouped_mm", "grouped_mm (fallback)", "batched_mm", "eager"]
+    rows = {row.label: row.cells() for row in table.rows}
+    assert rows["grouped_mm"] == ("grouped_mm", "all", "bfloat16", "Yes")
+    assert rows["grouped_mm (fallback)"] == ("grouped_mm (fallback)", "all", "float16, float32", "Yes")
+    assert rows["batched_mm"] == ("batched_mm", "all", "bfloat16, float16, float32", "Yes")
+    assert rows["eager"] == ("eager", "all", "bfloat16, float16, float32", "No")
+
+
+def test_platforms_that_differ_are_said_inside_the_cell(tmp_path):
+    table = table_of(doc(cpu_matrix()), doc(cuda_grouped_mm(), cc="9.0"), tmp_path=tmp_path)
     row = next(row for row in table.rows if row.label == "grouped_mm")
-    assert row.summary.modes == ("default", "max-autotune-no-cudagraphs")
-    assert row.summary.fullgraph == "Yes"  # the cuda-graph modes fail either way: not blamed on fullgraph
-    assert not row.partial
-    texts = [table.notes[n - 1] for n in row.notes["implementation"]]
-    assert any("differs by environment" in t and "cuda sm90" in t for t in texts)
-    assert any("path is the one every passing cell" in t for t in texts)  # failing cells: path inferred
-    assert set(row.per_env) == {"torch2.13.0-transformers5.17.0-cpu", "torch2.13.0-transformers5.17.0-cuda-sm90"}
+    assert row.modes == "None, max-autotune-no-cudagraphs (CUDA sm 9.0); all (CPU)"
+    assert row.fullgraph == "Yes"  # the CUDA-graph modes fail either way: not blamed on fullgraph
+    assert set(row.platforms) == {"CPU", "CUDA sm 9.0"}
+    assert any("CUDA sm 9.0 (NVIDIA H200)" in note for note in table.notes)
+    assert any("other GPU architectures were not measured" in note for note in table.notes)
 
 
-def test_markdown_is_deterministic_whatever_the_input_order(tmp_path):
-    cells = cpu_matrix()
+def test_nothing_working_is_never_written_like_mode_none(tmp_path):
+    broken = [dict(c, status="compile_error", verdict="regression") if c["backend"] == "batched_mm" else c
+              for c in cpu_matrix()]
+    row = next(row for row in table_of(doc(broken), tmp_path=tmp_path).rows if row.label == "batched_mm")
+    assert (row.modes, row.dtypes) == ("no mode works", "no dtype works")
+
+
+def test_cpu_only_evidence_says_the_gpu_was_not_measured(tmp_path):
+    table = table_of(doc(cpu_matrix()), tmp_path=tmp_path)
+    assert any("No GPU was measured" in note for note in table.notes)
+    assert len(table.notes) <= 3
+
+
+def test_only_the_tables_claim_goes_into_the_table(tmp_path):
+    cells = cpu_matrix(source="transformers")
+    cells += [cell("grouped_mm", layout="gpt_oss", source="transformers", status="mismatch"),
+              cell("batched_mm", phase="training", source="transformers", status="compile_error")]
+    table = table_of(doc(cells), tmp_path=tmp_path, source="transformers")
+    assert [row.label for row in table.rows] == ["grouped_mm", "grouped_mm (fallback)", "batched_mm", "eager"]
+    assert table.cells == len(cells) - 2
+    text = render([write(tmp_path / "t.json", doc(cells))], "markdown", None, CLAIMS, "cmd")
+    beyond = text[text.index("## Outside the table's claims"):]
+    assert "GPT-OSS experts" in beyond and "training" in beyond and "grouped_mm cannot mismatch" in beyond
+
+
+def test_markdown_is_deterministic_and_speaks_the_docs_vocabulary(tmp_path):
+    cells = cpu_matrix(source="transformers")
     a = write(tmp_path / "a.json", doc(cells))
     b = write(tmp_path / "b.json", doc(list(reversed(cells))))
     first = render([a], "markdown", None, CLAIMS, "cmd")
     assert first == render([b], "markdown", None, CLAIMS, "cmd")
-    assert "| Implementation" in first and "fullgraph=True" in first
-    assert "_Generated by `cmd` from 73 measured cells: torch 2.13.0, transformers 5.17.0, cpu._" in first
+    table = first[first.index("| Implementation"):first.index("<!-- generated")]
+    assert "[transformers]" not in table and "tf_" not in table and "none" not in table
+    assert "<!-- generated by `cmd` from 73 measured transformers cells: torch 2.13.0, transformers 5.17.0, cpu -->" \
+        in first
 
 
-def test_claims_check_reports_what_disagrees(tmp_path):
-    table = table_of(doc(cpu_matrix()), tmp_path=tmp_path)
-    checks = {(c.label, c.aspect): c for c in compare(read_claims(CLAIMS), table)}
-    modes = checks[("grouped_mm", "modes")]
-    assert modes.agrees is False and "working but not claimed: reduce-overhead, max-autotune" in modes.detail
-    assert checks[("eager", "fullgraph=True")].agrees is True
-    fallback = checks[("grouped_mm (fallback)", "dtypes")]
-    assert fallback.agrees is None and fallback.detail == "claimed, not measured: bfloat16"  # never on that path
+def test_claims_are_checked_for_transformers_rows_per_platform(tmp_path):
+    table = table_of(doc(cpu_matrix(source="transformers")), doc(cuda_grouped_mm("transformers"), cc="9.0"),
+                     tmp_path=tmp_path, source="transformers")
+    checks = {(c.label, c.platform, c.aspect): c for c in compare(read_claims(CLAIMS), table)}
+    cpu_modes = checks[("grouped_mm", "CPU", "modes")]
+    assert cpu_modes.verdict == "stale" and "works, not documented: reduce-overhead, max-autotune" in cpu_modes.detail
+    assert checks[("grouped_mm", "CUDA sm 9.0", "modes")].verdict == "holds"
+    assert checks[("eager", "CPU", "fullgraph=True")].verdict == "holds"
+    fallback = checks[("grouped_mm (fallback)", "CPU", "dtypes")]
+    assert fallback.agrees is None and fallback.detail == "documented, not measured: bfloat16"  # never on that path
+
+
+def test_a_documented_thing_that_fails_is_wrong(tmp_path):
+    broken = [dict(c, status="compile_error", verdict="regression")
+              if c["backend"] == "batched_mm" and c["fullgraph"] else c for c in cpu_matrix(source="transformers")]
+    table = table_of(doc(broken), tmp_path=tmp_path, source="transformers")
+    check = next(c for c in compare(read_claims(CLAIMS), table)
+                 if (c.label, c.aspect) == ("batched_mm", "fullgraph=True"))
+    assert check.verdict == "wrong" and check.measured == "No"
 
 
 def test_a_claims_page_without_the_table_is_bad_input(tmp_path):
@@ -139,17 +171,17 @@ def test_html_is_one_self_contained_page_with_every_failing_cell_explained(tmp_p
     cells.append(cell("batched_mm", "default", "float32", False, shape="prefill", status="mismatch",
                       error={"type": "Mismatch", "message": "max relative error 0.5 > tolerance 0.0001"}))
     page = render([write(tmp_path / "r.json", doc(cells))], "html", None, CLAIMS, "cmd")
-    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert page.startswith("<!DOCTYPE html>")
     assert "src=" not in page and "href=\"http" not in page  # nothing fetched from elsewhere
     bad = "reference-batched_mm-default-float32-breaks-allowed-cpu-prefill"
-    assert 'class="c regression"' in page and f"#c-torch2.13.0-transformers5.17.0-cpu--{bad}" in page
-    assert "max relative error 0.5" in page and f"--cell {bad}" in page and f"harness repro {bad}" in page
+    assert "max relative error 0.5" in page and f"--cell {bad}" in page
 
 
-def test_json_format_has_rows_notes_and_claims(tmp_path):
+def test_json_format_has_rows_notes_claims_and_what_lies_outside(tmp_path):
     data = json.loads(render([write(tmp_path / "r.json", doc(cpu_matrix()))], "json", None, CLAIMS, "cmd"))
     assert [row["label"] for row in data["table"]["rows"]][0] == "grouped_mm"
-    assert data["table"]["notes"][0]["number"] == 1 and data["claims"]
+    assert data["table"]["notes"] and data["claims"] and data["beyond_table"] == []
+    assert {c["verdict"] for c in data["claims"]} <= {"holds", "wrong", "stale", "not measured"}
 
 
 def test_cli_writes_the_report_and_rejects_a_corrupt_file(tmp_path):
@@ -176,17 +208,18 @@ def test_report_commands_need_no_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_a_pass_whose_profile_shows_no_path_is_not_counted_as_native(tmp_path):
-    """torch 2.14.1's inductor hides the fallback op from the profiler: such cells get their own row."""
-    newer = [dict(c, signals={**c["signals"], "grouped_mm_path": None})
-             if c["backend"] == "grouped_mm" and c["signals"]["grouped_mm_path"] == "fallback" else c
-             for c in cpu_matrix()]
-    table = table_of(doc(cpu_matrix()), doc(newer, torch="2.14.1"), tmp_path=tmp_path)
+def test_a_pass_whose_profile_shows_no_path_takes_the_path_of_the_same_cell_elsewhere(tmp_path):
+    """torch 2.14.1's inductor hides transformers' fallback op from the profiler."""
+    def hidden(cells):
+        return [dict(c, signals={**c["signals"], "grouped_mm_path": None})
+                if c["backend"] == "grouped_mm" and c["signals"]["grouped_mm_path"] == "fallback" else c
+                for c in cells]
+
+    table = table_of(doc(cpu_matrix()), doc(hidden(cpu_matrix()), torch="2.14.1"), tmp_path=tmp_path)
     rows = {row.label: row for row in table.rows}
-    assert rows["grouped_mm"].summary.dtypes == ("bfloat16",)
-    unknown = rows["grouped_mm (path not observed)"]
-    assert unknown.summary.dtypes == ("float16", "float32")
-    texts = [table.notes[n - 1] for n in unknown.notes["implementation"]]
-    assert any("seen only in torch 2.14.1" in t for t in texts)
-    assert any("seen only in torch 2.13.0" in table.notes[n - 1]
-               for n in rows["grouped_mm (fallback)"].notes["implementation"])
+    assert list(rows) == ["grouped_mm", "grouped_mm (fallback)", "batched_mm", "eager"]
+    assert rows["grouped_mm (fallback)"].dtypes == "float16, float32"
+    assert any("did not show which grouped_mm path ran with torch 2.14.1" in note for note in table.notes)
+    alone = table_of(doc(hidden(cpu_matrix()), torch="2.14.1"), tmp_path=tmp_path)  # nothing to take it from
+    assert "grouped_mm (path not observed)" in [row.label for row in alone.rows]
+    assert any("(path not observed)" in note for note in alone.notes)
