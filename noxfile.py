@@ -12,8 +12,8 @@ nox.options.reuse_existing_virtualenvs = True
 
 # torch is a session parameter: HARNESS_TORCH=2.14.1 (or "2.13.0,2.14.1") picks others, each in its own venv.
 TORCH_VERSIONS = os.environ.get("HARNESS_TORCH", "2.13.0").split(",")
-# The transformers that the GPU machine has, so CPU and GPU results compare like with like.
-TRANSFORMERS = os.environ.get("HARNESS_TRANSFORMERS", "transformers==5.17.0")
+# The newest transformers release; the GPU runs carry the same release as a wheel (README, GPU).
+TRANSFORMERS = os.environ.get("HARNESS_TRANSFORMERS", "transformers==5.24.0")
 
 
 def _install(session: nox.Session, torch: str) -> None:
