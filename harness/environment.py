@@ -10,6 +10,8 @@ import subprocess
 import sys
 from typing import Any
 
+from harness.portable import portable_path
+
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -45,7 +47,7 @@ def collect(devices: tuple[str, ...] = ("cpu", "cuda")) -> dict[str, Any]:
     env: dict[str, Any] = {
         "torch": torch_version(),
         "transformers": tf["version"] or _version("transformers"),
-        "transformers_path": tf["path"],
+        "transformers_path": portable_path(tf["path"]) if tf["path"] else None,
         "transformers_git_commit": tf["git_commit"],
         "transformers_from_src": tf["from_src"],
         "python": platform.python_version(),

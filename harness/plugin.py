@@ -178,8 +178,10 @@ class CellItem(pytest.Item):
         return self.path, None, f"cell {self.name}"
 
     def repro_command(self) -> str:
-        """One command that reruns only this cell."""
-        return " ".join(["python", "-m", "harness", "run", "--matrix", shlex.quote(str(self.path)),
+        """One command that reruns only this cell (the matrix path as portable_path writes it: no absolute path)."""
+        from harness.portable import portable_path
+
+        return " ".join(["python", "-m", "harness", "run", "--matrix", shlex.quote(portable_path(str(self.path))),
                          "--cell", shlex.quote(self.cell.id)])
 
     def _spec(self) -> dict[str, Any]:
@@ -190,9 +192,11 @@ def _failure_text(record: dict[str, Any]) -> str:
     error = record.get("error") or {}
     lines = [f"{record['status']}: {record['verdict_reason']}"]
     if error:
-        lines.append(f"  error: {error.get('type')}: {error.get('message')}")
-        if error.get("cause"):
-            lines.append(f"  cause: {error['cause']}")
+        from harness.root_cause import describe
+
+        lines.append(f"  error: {describe(error)}")
+        if error.get("wrapper"):
+            lines.append(f"  raised as: {error.get('type')}: {error['wrapper']}")
     lines.append(f"  repro: {record['repro']}")
     return "\n".join(lines)
 

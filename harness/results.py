@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.portable import portable_json, portable_path
 from harness.verdict import Status, Verdict
 
 SCHEMA_VERSION = 1
@@ -27,7 +28,8 @@ class ResultsWriter:
     def __init__(self, out_dir: str, environment: dict[str, Any], meta: dict[str, Any]):
         os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "results.json")
-        self.environment, self.meta = environment, meta
+        # No absolute path of this machine in the file (harness.portable): results travel between machines.
+        self.environment, self.meta = portable_json(environment), _portable_meta(meta)
         self.cells: dict[str, dict[str, Any]] = {}
         self._encoded: dict[str, str] = {}
         self.started = _now()
@@ -35,6 +37,7 @@ class ResultsWriter:
 
     def add(self, record: dict[str, Any], *, persist: bool = True) -> None:
         """Record one finished cell (a record is not changed once added) and persist unless told not to."""
+        record = portable_json(record)
         self.cells[record["id"]] = record
         self._encoded[record["id"]] = _encode_nested(record, depth=2)
         if persist:
@@ -56,6 +59,14 @@ class ResultsWriter:
         # The same text json.dump(doc, indent=1) gives, with "cells" last, built from the cached encodings.
         cells = "[]" if not keys else "[\n  " + ",\n  ".join(self._encoded[key] for key in keys) + "\n ]"
         _atomic_write_text(self.path, json.dumps(head, indent=1)[:-2] + ',\n "cells": ' + cells + "\n}\n")
+
+
+def _portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The run's meta fields without absolute paths (the matrix file as portable_path writes it)."""
+    portable = portable_json(meta)
+    if isinstance(meta.get("matrix"), str):
+        portable["matrix"] = portable_path(meta["matrix"])
+    return portable
 
 
 def summarize(cells: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

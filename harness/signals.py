@@ -6,6 +6,8 @@ import logging
 import re
 from typing import Any, Callable
 
+from harness.portable import portable_text
+
 _RECOMPILES_LOGGER = "torch._dynamo.guards.__recompiles"
 _CUDAGRAPHS_LOGGER = "torch._inductor.cudagraph_utils.__cudagraphs"
 INTERESTING_OP = re.compile(r"grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch")
@@ -95,12 +97,12 @@ class SignalCollector:
         skips = counters.get("inductor", {}).get("cudagraph_skips", 0)
         return {
             "graph_breaks": sum(breaks.values()),
-            "graph_break_reasons": sorted({_first_line(reason) for reason in breaks})[:MAX_REASONS],
+            "graph_break_reasons": sorted({portable_text(_first_line(reason)) for reason in breaks})[:MAX_REASONS],
             "recompiles": len(self._recompiles.lines),
-            "recompile_reasons": self._recompiles.lines[:MAX_REASONS],
+            "recompile_reasons": [portable_text(line) for line in self._recompiles.lines[:MAX_REASONS]],
             "unique_graphs": counters.get("stats", {}).get("unique_graphs", 0),
             "cudagraph_skips": skips,
-            "cudagraph_skip_reasons": self._cudagraph_skips.lines[:MAX_REASONS],
+            "cudagraph_skip_reasons": [portable_text(line) for line in self._cudagraph_skips.lines[:MAX_REASONS]],
             "cudagraph_launches": sum("cudaGraphLaunch" in name for name in self._events),
             "grouped_mm_path": grouped_mm_path(self._events),
         }
@@ -127,20 +129,22 @@ def classify_exception(exc: BaseException, compiling: bool) -> str:
 
 
 def error_record(exc: BaseException, phase: str) -> dict[str, Any]:
-    """{type, message, phase, detail}: the exception's qualified type, first message line, a short excerpt."""
-    text = str(exc)
-    inner = getattr(exc, "inner_exception", None) or exc.__cause__
-    message = _first_line(text) or type(exc).__name__
-    if message.endswith("raised:") and inner is not None:  # BackendCompilerFailed: the inner error says why
-        message = f"{message} {type(inner).__name__}: {_first_line(str(inner))}"
-    record = {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
-        "message": message,
-        "phase": phase,
-        "detail": "\n".join(line for line in text.splitlines() if line.strip())[:2000],
-    }
-    if inner is not None and inner is not exc:
-        record["cause"] = f"{type(inner).__name__}: {_first_line(str(inner))}"
+    """{type, message, where?, wrapper?, phase, detail}: the root cause behind Dynamo's wrappers (harness.root_cause).
+
+    `type` is the raised exception's qualified type (Dynamo's wrapper, if any); `message` the root cause's first
+    line (`<InnerType>: ...` when unwrapped); `where` the innermost frame of the code under test; `wrapper` the
+    wrapper's first line; `detail` the root cause's message, the traced user stack, then the wrapper's text.
+    """
+    from harness.root_cause import explain
+
+    fields = explain(exc)
+    record = {"type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+              "message": fields["message"]}
+    for key in ("where", "wrapper"):
+        if key in fields:
+            record[key] = fields[key]
+    record["phase"] = phase
+    record["detail"] = fields["detail"]
     return record
 
 

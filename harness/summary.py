@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.results import summarize
+from harness.root_cause import describe
 
 
 def summary_lines(cells: list[dict[str, Any]], results_path: str) -> list[str]:
@@ -34,5 +35,5 @@ def _why(cell: dict[str, Any]) -> str:
     error = cell.get("error")
     text = cell.get("verdict_reason", "")
     if error:
-        text += f" [{error.get('type')}: {error.get('message')}]"
+        text += f" [{describe(error)}]"
     return text

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from harness.portable import local_path
 from tests.conftest import fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 pytestmark = pytest.mark.slow
@@ -125,7 +127,8 @@ def test_junit_xml_has_one_testcase_per_cell(status_run):
 def test_repro_command_reruns_exactly_one_cell(status_run, tmp_path):
     _, cells, _ = status_run
     cell = _cell(cells, "wrong_numerics", "uncompiled")
-    args = cell["repro"].split()[3:]  # after "python -m harness"
+    # after "python -m harness"; the matrix is in a temporary folder, written `<tmp>/...` in results.json
+    args = [local_path(arg) for arg in shlex.split(cell["repro"])[3:]]
     proc = run_harness(*args, "--out", str(tmp_path / "out"))
     assert proc.returncode == 1
     rerun = load_cells(tmp_path / "out")

@@ -90,4 +90,4 @@ def test_mutant_is_a_regression_exactly_where_it_bites(name, tmp_path):
     assert proc.returncode == 1
     environment = json.loads((out / "results.json").read_text())["environment"]
     assert environment["transformers_from_src"] is True
-    assert environment["transformers_path"] == str(tmp_path / "src" / "transformers")
+    assert environment["transformers_path"] == "<transformers-src>/transformers"  # portable: no absolute path

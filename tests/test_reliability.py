@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
+from harness.portable import local_path, portable_path
 from harness.results import read_results
 from tests.conftest import REPO_ROOT, fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
@@ -150,7 +151,8 @@ def test_memory_exhaustion_is_contained_and_paths_are_quoted(tmp_path):
     assert hog["status"] in ("runtime_error", "crash") and hog["verdict"] == "regression"
     assert cells["user-healthy-uncompiled-float32-cpu-prefill"]["status"] == "pass"
     argv = shlex.split(hog["repro"])
-    assert argv[argv.index("--matrix") + 1] == str(matrix)
+    assert argv[argv.index("--matrix") + 1] == portable_path(str(matrix))  # no absolute path in results.json
+    argv = [local_path(arg) for arg in argv]  # `<tmp>/...` back to this machine's folder
     rerun = run_harness(*argv[3:], "--out", str(tmp_path / "again"))
     assert list(load_cells(tmp_path / "again")) == [hog["id"]]
     assert rerun.returncode == 1
