@@ -155,5 +155,6 @@ def anchor(env_key: str, cell_id: str) -> str:
 
 
 def _default_matrix(value: list[str]) -> bool:
-    # The repository's own matrix, recorded absolute on the runner: the default, so left out.
-    return bool(value) and os.path.isabs(value[0]) and os.path.basename(value[0]) == "matrix.yaml"
+    # The repository's own matrix (`run`'s default), recorded relative or absolute on the runner: left out.
+    return bool(value) and (value[0] == "matrix.yaml" or (os.path.isabs(value[0])
+                                                         and os.path.basename(value[0]) == "matrix.yaml"))

@@ -117,7 +117,9 @@ def test_root_causes_ignore_numbers_and_ids_and_reruns_fall_back_to_cell_ids():
     beta = [c for c in cells() if c["backend"] == "beta" and c["status"] != "pass"]
     assert len({cause_key(c) for c in gamma}) == 1 and cause_key(gamma[0]) != cause_key(beta[0])
     one = record("gamma", "default", "float32", True)
-    assert rerun_command([one]) == f"python -m harness run --matrix matrix.yaml --cell {one['id']}"
+    assert rerun_command([one]) == f"python -m harness run --cell {one['id']}"  # run's default matrix
+    mine = dict(one, repro=f"python -m harness run --matrix my/m.yaml --cell {one['id']}")
+    assert rerun_command([mine]) == f"python -m harness run --matrix my/m.yaml --cell {one['id']}"
     far = dict(one, repro=f"python -m harness run --matrix /abs/where/matrix.yaml --cell {one['id']}")
     assert rerun_command([far]) == f"python -m harness run --cell {one['id']}"  # the repository's own matrix
     known = {"ref-eager-default-fp32", "ref-eager-default-bf16", "ref-tf_eager-default-fp32", "ref-mm-max-fp32"}
