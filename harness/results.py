@@ -10,10 +10,12 @@ from collections import Counter
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.results_migrate import migrate_cells
 from harness.portable import portable_json, portable_path
 from harness.verdict import Status, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: backends named after their implementation (harness/results_migrate.py)
+OLDEST_SCHEMA = 1  # still read, migrated to today's vocabulary on load
 CELL_FIELDS = ("id", "source", "backend", "mode", "dtype", "fullgraph", "device", "shape", "status", "expected",
                "verdict", "error", "signals")
 
@@ -115,8 +117,9 @@ def read_results(path: str) -> dict[str, Any]:
     if schema > SCHEMA_VERSION:
         raise HarnessError(f"written by a newer harness (schema {schema}); this one reads schema "
                            f"{SCHEMA_VERSION}: upgrade the harness", file=path, key="schema")
-    if schema < SCHEMA_VERSION:
-        raise HarnessError(f"schema {schema} is no longer supported", file=path, key="schema")
+    if schema < OLDEST_SCHEMA:
+        raise HarnessError(f"schema {schema} is no longer supported (this harness reads schema {OLDEST_SCHEMA} to "
+                           f"{SCHEMA_VERSION})", file=path, key="schema")
     for key in ("environment", "cells"):
         if key not in doc:
             raise HarnessError("missing field", file=path, key=key)
@@ -135,6 +138,7 @@ def read_results(path: str) -> dict[str, Any]:
         if cell["verdict"] not in verdicts:
             raise HarnessError(f"unknown verdict {cell['verdict']!r}", file=path, key=f"cells[{i}].verdict",
                                allowed=", ".join(sorted(verdicts)))
+    doc["cells"] = migrate_cells(doc["cells"], schema)
     return doc
 
 
