@@ -76,7 +76,7 @@ def _causes(cells: list[dict[str, Any]], most: int = 2) -> tuple[str, ...]:
     for cell in cells:
         if cell["status"] != "pass":
             error = cell.get("error") or {}
-            text = " ".join(str(error.get("message") or error.get("type") or "").split())[:160]
+            text = " ".join(str(error.get("message") or error.get("type") or "").split())[:110]
             if error.get("where"):
                 text += f" ({error['where']})"
             counts[(cell["status"], text)] = counts.get((cell["status"], text), 0) + 1

@@ -4,7 +4,7 @@ A results file travels (CI artifacts, reports committed from GPU machines, merge
 must not depend on where the producing machine keeps things. Every absolute path is written relative to the
 deepest folder it lies in, among:
 
-- site-packages / dist-packages, the standard library: plain (`transformers/integrations/moe.py`,
+- site-packages / dist-packages, PYTHONPATH entries, the standard library: plain (`transformers/integrations/moe.py`,
   `torch/_dynamo/utils.py`, `contextlib.py`);
 - this checkout (the harness's repository), the working directory: plain (`backends/reference.py`, `matrix.yaml`);
 - the `--transformers-src` tree: `<transformers-src>/transformers/...`;
@@ -121,6 +121,10 @@ def _roots_for(cwd: str, transformers_src: str) -> tuple[_Root, ...]:
     add(transformers_src, "<transformers-src>", False)
     add(CHECKOUT, "<checkout>", True)
     add(cwd, "<cwd>", True)
+    # Import roots on PYTHONPATH (e.g. `pip install --target DIR` on a GPU machine whose image has another
+    # transformers): their packages are written as importable paths, like site-packages'.
+    for folder in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        add(folder, "<site-packages>", True)
     for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
         add(prefix, "<python>", False)
     add(tempfile.gettempdir(), "<tmp>", False)

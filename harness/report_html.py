@@ -17,6 +17,7 @@ from harness.report_inputs import Env, env_sort_key
 from harness.report_markdown import provenance
 from harness.report_merge import Merged
 from harness.docs_table import DocsTable
+from harness.portable import portable_path
 
 # Section ids, in page order (tests check the order).
 SECTIONS = ("counts", "gate", "cells", "known", "support", "details")
@@ -52,7 +53,7 @@ def report_html(table: DocsTable, checks: list[Check], claims_source: str, merge
     parts += _section("known", _known(labelled, several, {cell["id"] for _, cell in observations}))
     parts += _section("support", f'<p class="hint">Table {inline(provenance(table, command))}.</p>'
                       + support_table(table) + f"<h3>Docs claim vs measured</h3><p>Claims from "
-                      f"<code>{esc(claims_source)}</code>.</p>" + claims_table(checks))
+                      f"<code>{esc(portable_path(claims_source))}</code>.</p>" + claims_table(checks))
     parts += _section("details", cell_details(observations))
     parts.append(f"<script>{JS}</script></body></html>")
     return "\n".join(parts) + "\n"

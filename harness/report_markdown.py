@@ -6,6 +6,7 @@ from typing import Any
 
 from harness.beyond_table import AreaRow
 from harness.docs_table import DocsTable
+from harness.portable import portable_path
 from harness.report_claims import Check
 from harness.report_merge import is_flaky
 
@@ -34,7 +35,7 @@ def table_lines(table: DocsTable, command: str) -> list[str]:
 def claims_lines(checks: list[Check], source: str) -> list[str]:
     """`Docs claim vs measured`: per documented row, platform and column, where the docs are wrong or stale."""
     lines = ["## Docs claim vs measured", "",
-             f"Claims from `{source}`, checked per platform. **wrong**: something documented fails; **stale**: "
+             f"Claims from `{portable_path(source)}`, checked per platform. **wrong**: something documented fails; **stale**: "
              "more works than documented.", ""]
     rows = [("Implementation", "platform", "column", "docs claim", "measured", "verdict", "difference")]
     for check in checks:

@@ -146,3 +146,15 @@ def test_portable_text_rewrites_paths_only():
     assert portable_text(text) == ('File "torch/_ops.py", line 3; cwd <checkout>; see https://example.org'
                                    f'{CHECKOUT}/x; /no-such-root{CHECKOUT}/y stays; --out=<tmp>/out')
     assert portable_json({"a": [f"{CHECKOUT}/matrix.yaml", 1, None]}) == {"a": ["matrix.yaml", 1, None]}
+
+
+def test_packages_on_pythonpath_are_written_as_importable_paths(tmp_path):
+    """A GPU image's transformers replaced with `pip install --target DIR` + PYTHONPATH=DIR."""
+    import subprocess
+
+    target = tmp_path / "site"
+    code = ("from harness.portable import portable_path; "
+            f"print(portable_path({str(target / 'transformers' / 'integrations' / 'moe.py')!r}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), CHECKOUT])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "transformers/integrations/moe.py"
