@@ -53,3 +53,11 @@ def speed(session: nox.Session, torch: str) -> None:
     """Time the harness itself (cold, warm, vs process-per-cell); arguments after -- go to `harness speed`."""
     _install(session, torch)
     session.run("python", "-m", "harness", "speed", *session.posargs)
+
+
+@nox.session
+def history(session: nox.Session) -> None:
+    """Sweep transformers releases (one cached pip venv per torch x release); arguments go to `harness history`."""
+    # The controller needs no torch: every (torch, release) pair gets its own environment under .nox/history/.
+    session.install("pyyaml>=6", "pytest>=8")
+    session.run("python", "-m", "harness", "history", "--torch", ",".join(TORCH_VERSIONS), *session.posargs)

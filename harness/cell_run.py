@@ -35,8 +35,12 @@ def missing_prerequisite(spec: dict[str, Any], outcome: dict[str, Any]) -> dict[
     without it: that says nothing about torch.compile, so the cell did not measure its backend. A documented
     backend raising ImportError stays a failure.
     """
+    from harness.history_release import not_in_release
     from harness.registered import DOCUMENTED
 
+    outcome = not_in_release(spec, outcome)  # a family or backend the release lacks: not applicable (issue 15)
+    if outcome["status"] == "skipped":
+        return outcome
     cell, error = spec["cell"], outcome.get("error") or {}
     if cell["source"] != "transformers" or cell["backend"] in DOCUMENTED or outcome["status"] == "pass":
         return outcome

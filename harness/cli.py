@@ -19,6 +19,7 @@ COMMANDS = {
     "update-baseline": "harness.cmd_baseline",
     "update-expectations": "harness.cmd_expectations",
     "repro": "harness.cmd_repro",
+    "history": "harness.cmd_history",
 }
 
 
