@@ -20,7 +20,7 @@ HELP = ([
     "python -m harness history 5.10.1..5.13.1 --torch 2.13.0,2.14.1 -k 'grouped_mm and decode'",
     "python -m harness history --latest-patches -k 'default and decode'   # newest patch of every minor",
     "python -m harness history --report --out reports/history/cpu-torch2.13.0",
-    "python -m harness history 5.3.0 5.4.0 --compare reports/history/cpu-torch2.13.0",
+    "python -m harness history 5.3.0 5.4.0 --like reports/history/cpu-torch2.13.0   # same slice, same statuses?",
     "python -m harness history --bench 5.20.0 5.21.0 5.22.0 --cell ... --out /tmp/history-bench",
     "python -m harness history --bisect CELL_ID --checkout ~/transformers --good v5.2.0 --bad v5.3.0",
 ], ["  0    swept (whatever the cells did), report written, bisect found the commit",
@@ -64,6 +64,9 @@ def add_parser(sub) -> None:
     mode.add_argument("--bench", action="store_true", help="measure sweep vs cold cost of the releases given")
     mode.add_argument("--bisect", metavar="CELL_ID", default=None, help="bisect a transformers checkout")
     mode.add_argument("--dry-run", action="store_true", help="print the pairs and the slice, run nothing")
+    p.add_argument("--like", metavar="DIR", default=None,
+                   help="the slice of the sweep in DIR (its sweep.json), and --compare DIR afterwards: reproduces "
+                        "a committed sweep for the releases given")
     p.add_argument("--compare", metavar="DIR", default=None,
                    help="after the sweep: statuses must equal those of the sweep in DIR for the releases both have")
     p.add_argument("--checkout", default=None, help="--bisect: the transformers git checkout")
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return _bisect(args)
     if args.report:
         return _report(args.out)
+    if args.like:
+        args.compare = args.compare or args.like
     config = _config(args)
     if args.dry_run:
         print(json.dumps({"releases": config.releases, "torch": config.torches, "run_args": config.run_args,
@@ -133,9 +138,17 @@ def _config(args: argparse.Namespace):
     if keyword:
         run_args += ["-k", keyword]
     run_args.append("-q")
+    cells = list(args.cell)
+    if args.like:
+        from harness.history_sweep import read_sweep
+
+        recorded = read_sweep(args.like).get("slice")
+        if not recorded:
+            raise HarnessError(f"{args.like} has no sweep.json with a slice", key="--like")
+        run_args, cells = list(recorded["run_args"]), list(recorded.get("cells") or [])
     return SweepConfig(releases=releases, torches=torches, out=args.out, envs=args.envs,
                        inductor_cache=args.inductor_cache or os.path.join(args.envs, "inductor-cache"),
-                       run_args=run_args, cells=list(args.cell), workers=args.workers, envs_kind=args.envs_kind)
+                       run_args=run_args, cells=cells, workers=args.workers, envs_kind=args.envs_kind)
 
 
 def _report(out: str) -> int:

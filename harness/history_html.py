@@ -62,7 +62,8 @@ def _environment(history: History) -> list[str]:
             out.append(f'<tr class="group"><th colspan="{width}">{_e(group)}</th></tr>')
         if (axes.get("dtype"), axes.get("mode")) != sub:
             sub = (axes.get("dtype"), axes.get("mode"))
-            out.append(f'<tr class="sub"><th colspan="{width}">{_e(sub[0])}, {_e(sub[1])}</th></tr>')
+            mode = "uncompiled" if sub[1] == "uncompiled" else f"compiled (mode={sub[1]})"
+            out.append(f'<tr class="sub"><th colspan="{width}">{_e(sub[0])}, {_e(mode)}</th></tr>')
         row = [f'<td class="row" title="{_e(cell_id)}">{_e(_rest(history, cell_id))}</td>',
                f'<td class="first">{_e(first_change(history, cell_id) or "")}</td>']
         for release in history.releases:
@@ -83,7 +84,4 @@ def _environment(history: History) -> list[str]:
 
 def _rest(history: History, cell_id: str) -> str:
     """The row label without the implementation, dtype and mode its group headers already show."""
-    axes = history.cells[cell_id]
-    shown = [part for part in history.label(cell_id).split(", ")
-             if part not in (str(axes.get("backend")), str(axes.get("dtype")), str(axes.get("mode")))]
-    return ", ".join(shown) or "(one cell)"
+    return history.label(cell_id, skip=("backend", "dtype", "mode")) or "(one cell)"

@@ -22,6 +22,9 @@ from harness.history_sweep import read_sweep
 NOT_APPLICABLE = "not_applicable"
 # Axes a row label may show, in the order a reader groups by: implementation, dtype, mode first.
 LABEL_AXES = ("backend", "dtype", "mode", "fullgraph", "shape", "layout", "device", "scope", "phase")
+# Row labels name transformers' family rather than the layout value (harness/tf_families.py).
+LAYOUT_NAMES = {"default": "Qwen2-MoE", "gpt_oss": "GPT-OSS", "non_gated": "NemotronH",
+                "deepseek_v2": "DeepSeek-V2 [T,E] weights"}
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(\.\d+)?(e[-+]?\d+)?")
 
 
@@ -67,14 +70,18 @@ class History:
     changes: list[Change] = field(default_factory=list)
     label_axes: tuple[str, ...] = ()
 
-    def label(self, cell_id: str) -> str:
-        """The row's name: the axes that vary in this table, e.g. 'grouped_mm, float16, default, fullgraph'."""
+    def label(self, cell_id: str, skip: tuple[str, ...] = ()) -> str:
+        """The row's name: the axes that vary in this table, e.g. 'grouped_mm, float16, compiled, fullgraph'."""
         axes = self.cells[cell_id]
         parts = []
-        for axis in self.label_axes:
+        for axis in (a for a in self.label_axes if a not in skip):
             value = axes.get(axis)
             if axis == "fullgraph":
                 value = "" if value is None else ("fullgraph" if value else "breaks-allowed")
+            elif axis == "mode" and value not in ("uncompiled", None):
+                value = "compiled" if value == "default" else f"compiled {value}"
+            elif axis == "layout":
+                value = LAYOUT_NAMES.get(value, value)
             if value not in ("", None):
                 parts.append(str(value))
         return ", ".join(parts)

@@ -108,7 +108,7 @@ def test_a_new_failure_reason_is_a_change_but_new_numbers_are_not(tmp_path):
 def test_markdown_and_html(sweep_dir):
     paths = write(sweep_dir)
     text = open(paths[0], encoding="utf-8").read()
-    assert "- transformers 5.3.0: grouped_mm, float16, default: compile_error -> pass — RuntimeError: Expected inputs of " \
+    assert "- transformers 5.3.0: grouped_mm, float16, Qwen2-MoE: compile_error -> pass — RuntimeError: Expected inputs of " \
            "BF16 type" in text
     assert "| 5.2.0 | 5.3.0 | 5.10.1 |" in text
     assert f"- `{GMM_BF16}`: 5.2.0–5.3.0 pass; 5.10.1 mismatch (max relative error 0.5 > 0.03)" in text
