@@ -42,12 +42,12 @@ def bench(config: SweepConfig, log: Callable[[str], None] = say) -> dict[str, An
     sweep_runs = {}
     for release in releases:
         log(f"sweep: transformers {release} ({'cold' if not sweep_runs else 'shared cache'})")
-        sweep_runs[release] = run_pair(sweep_conf, torch, release, log)
+        sweep_runs[release] = _checked(run_pair(sweep_conf, torch, release, log))
     cold_runs = {}
     for release in releases[1:]:
         log(f"cold: transformers {release} (empty inductor cache, fresh TMPDIR)")
         cold_conf = _fresh(config, os.path.join(root, "cold"), os.path.join(root, "caches", f"cold-{release}"))
-        cold_runs[release] = run_pair(cold_conf, torch, release, log)
+        cold_runs[release] = _checked(run_pair(cold_conf, torch, release, log))
         shutil.rmtree(cold_conf.env_vars["TMPDIR"], ignore_errors=True)
     shutil.rmtree(sweep_conf.env_vars["TMPDIR"], ignore_errors=True)
     rows = []
@@ -80,6 +80,13 @@ def lines(doc: dict[str, Any]) -> list[str]:
         cold = f"{row['cold_run_s']:.1f}" if row["cold_run_s"] else "—"
         out.append(f"| {row['transformers']} | {env} | {row['sweep_run_s']:.1f} | {cold} | {ratio} | {same} |")
     return out
+
+
+def _checked(entry: dict[str, Any]) -> dict[str, Any]:
+    """The pair's entry; an interrupted run stops the benchmark (no figure from half a run)."""
+    if entry.get("state") == "interrupted":
+        raise KeyboardInterrupt
+    return entry
 
 
 def _fresh(config: SweepConfig, out: str, cache: str) -> SweepConfig:

@@ -33,13 +33,19 @@ class Entry:
     """One cell in one release."""
 
     status: str
-    cause: str = ""  # the root cause in one line ("" for a pass)
+    message: str = ""  # the root cause's message in one line ("" for a pass)
     error_type: str = ""
+    where: str = ""  # the innermost frame of the code under test (not compared: line numbers move)
+
+    @property
+    def cause(self) -> str:
+        """The root cause as shown: message (where)."""
+        return f"{self.message} ({self.where})" if self.where else self.message
 
     @property
     def reason(self) -> str:
-        """The failure reason as compared between releases (numbers blanked)."""
-        return "" if self.status == "pass" else f"{self.error_type}: {_NUMBER.sub('#', self.cause)}"
+        """The failure reason as compared between releases (numbers blanked, frame left out)."""
+        return "" if self.status == "pass" else f"{self.error_type}: {_NUMBER.sub('#', self.message)}"
 
     @property
     def state(self) -> tuple[str, str]:
@@ -95,10 +101,9 @@ def entry_of(record: dict[str, Any]) -> Entry:
         return Entry(NOT_APPLICABLE, error.get("message") or "not run", error.get("type") or "NotApplicable")
     if status == "pass":
         return Entry("pass")
-    cause = error.get("message") or error.get("cause") or ""
-    cause = cause.strip().splitlines()[0] if cause.strip() else "(no message)"
-    where = error.get("where")
-    return Entry(status, f"{cause} ({where})" if where else cause, error.get("type") or "")
+    message = error.get("message") or error.get("cause") or ""
+    message = message.strip().splitlines()[0] if message.strip() else "(no message)"
+    return Entry(status, message, error.get("type") or "", error.get("where") or "")
 
 
 def load(out: str) -> list[History]:
@@ -108,6 +113,8 @@ def load(out: str) -> list[History]:
     for path in sorted(glob.glob(os.path.join(out, "torch-*", "transformers-*", "results.json"))):
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
+        if not doc.get("complete"):
+            continue  # a pair still running, or interrupted: its column would be half empty
         torch = os.path.basename(os.path.dirname(os.path.dirname(path)))[len("torch-"):]
         release = os.path.basename(os.path.dirname(path))[len("transformers-"):]
         for record in doc.get("cells", []):

@@ -95,13 +95,15 @@ def test_table_change_points_and_root_causes(sweep_dir):
     assert len(history.changes) == 4
 
 
-def test_a_new_failure_reason_is_a_change_but_new_numbers_are_not(tmp_path):
+def test_a_new_failure_reason_is_a_change_but_new_numbers_or_frames_are_not(tmp_path):
     out = str(tmp_path)
-    _write_pair(out, "5.0.0", [_cell(GMM_BF16, "mismatch", "call 0: max relative error 0.031 > tolerance 0.03")])
-    _write_pair(out, "5.1.0", [_cell(GMM_BF16, "mismatch", "call 1: max relative error 0.029 > tolerance 0.03")])
+    _write_pair(out, "5.0.0", [_cell(GMM_BF16, "mismatch", "call 0: max relative error 0.031 > tolerance 0.03",
+                                     where="moe.py:192 in _grouped_linear")])
+    _write_pair(out, "5.1.0", [_cell(GMM_BF16, "mismatch", "call 1: max relative error 0.029 > tolerance 0.03",
+                                     where="moe.py:182 in _grouped_mm")])  # moved code: not a change
     _write_pair(out, "5.2.0", [_cell(GMM_BF16, "mismatch", "output has NaN or Inf")])
     (history,) = load(out)
-    assert [(c.release, c.before.cause, c.after.cause) for c in history.changes] == [
+    assert [(c.release, c.before.message, c.after.message) for c in history.changes] == [
         ("5.2.0", "call 1: max relative error 0.029 > tolerance 0.03", "output has NaN or Inf")]
 
 
