@@ -67,7 +67,17 @@ def portable_text(text: str) -> str:
             return root.label
         return "" if root.plain else root.label + "/"
 
-    return pattern.sub(replace, text)
+    return _CUT_PATH.sub(lambda m: "<path cut>" if _is_cut_root(m.group(1)) else m.group(0), pattern.sub(replace, text))
+
+
+# An absolute path cut short by a length limit ("/work/ven"): a strict prefix of a known folder, so it cannot
+# be rewritten like a whole one; it is replaced, never left to name this machine's folders.
+_CUT_PATH = re.compile(r"(?<![\w.~/<>-])(/[\w.-]+(?:/[\w.-]*)*)(?![\w/.-])")
+
+
+def _is_cut_root(fragment: str) -> bool:
+    return any(root.folder.startswith(fragment) and root.folder != fragment and len(fragment) > 1
+               for root in _roots())
 
 
 def portable_json(value: Any) -> Any:

@@ -189,7 +189,7 @@ def _detail(exc: BaseException, root: BaseException, chain: list[BaseException],
         lines.append("user code (most recent call last):")
         lines += user_stack
     if rest:
-        lines.append(rest[:1200])
+        lines.append(portable_text(rest)[:1200])  # portable first: a cut must not split a path
     if root is not exc:
         lines.append("chain: " + " <- ".join(type(link).__name__ for link in chain))
         wrapper_text = _nonblank(str(exc))

@@ -158,3 +158,10 @@ def test_packages_on_pythonpath_are_written_as_importable_paths(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), CHECKOUT])}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "transformers/integrations/moe.py"
+
+
+def test_a_path_cut_short_by_a_length_limit_is_not_left_behind():
+    cut = CHECKOUT[: max(2, len(CHECKOUT) - 3)]  # "/work/ma" of "/work/main": no folder to rewrite it against
+    text = portable_text(f'  File "{cut}\nchain: UserError <- GuardOnDataDependentSymNode')
+    assert cut not in text and '"<path cut>' in text and "chain: UserError" in text
+    assert portable_text("https://example.org/work/x and / alone") == "https://example.org/work/x and / alone"
