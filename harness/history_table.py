@@ -124,7 +124,7 @@ def load(out: str) -> list[History]:
                                                                             kv[0][1])):
         pairs = {r: sweep.get(f"{torch}/{r}", {}) for r in by_release}
         failed = [p["transformers"] for p in sweep.values() if p.get("torch") == torch and p.get("state") not in
-                  ("complete", None) and p["transformers"] not in by_release]
+                  ("complete", "interrupted", None) and p["transformers"] not in by_release]
         histories.append(build(torch, device, by_release, {**pairs, **{r: sweep[f"{torch}/{r}"] for r in failed}}))
     return histories
 
@@ -175,6 +175,8 @@ def changes(history: History) -> list[Change]:
 def root_cause(change: Change) -> str:
     """The root cause worth naming at a change: the failure that went away, or the one that appeared."""
     before, after = change.before, change.after
+    if after.status == NOT_APPLICABLE:
+        return after.cause
     if after.status == "pass":
         return before.cause
     if before.status == "pass" or before.status == NOT_APPLICABLE:
