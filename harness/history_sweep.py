@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from harness import history_envs
 from harness.errors import EXIT_INTERRUPTED, HarnessError
+from harness.portable import portable_text
 from harness.results import atomic_write_json
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where matrix.yaml is
@@ -157,7 +158,7 @@ def run_pair(config: SweepConfig, torch: str, release: str, log: Callable[[str],
     entry["run_s"] = round(time.perf_counter() - start, 1)
     entry["exit"] = proc.returncode
     with open(os.path.join(out, "run.log"), "w", encoding="utf-8") as fh:
-        fh.write(proc.stdout + proc.stderr)
+        fh.write(portable_text(proc.stdout + proc.stderr))  # committed with the sweep: no machine paths
     if proc.returncode == EXIT_INTERRUPTED:
         return {**entry, "state": "interrupted"}
     if _results_state(results) != "complete":
