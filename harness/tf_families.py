@@ -94,4 +94,4 @@ def family(layout: str) -> Family:
         return FAMILIES[layout]
     except KeyError:
         raise ValueError(f"layout {layout!r} has no transformers family; transformers backends run on "
-                         f"{', '.join(FAMILIES)} (limit them with `only: {{layout: [...]}}`)") from None
+                         f"{', '.join(FAMILIES)} (give the slices that run them `source: transformers, layout: [...]`)") from None

@@ -122,9 +122,9 @@ def test_root_causes_ignore_numbers_and_ids_and_reruns_fall_back_to_cell_ids():
     assert rerun_command([mine]) == f"python -m harness run --matrix my/m.yaml --cell {one['id']}"
     far = dict(one, repro=f"python -m harness run --matrix /abs/where/matrix.yaml --cell {one['id']}")
     assert rerun_command([far]) == f"python -m harness run --cell {one['id']}"  # the repository's own matrix
-    known = {"ref-eager-default-fp32", "ref-eager-default-bf16", "ref-tf_eager-default-fp32", "ref-mm-max-fp32"}
-    expression = keyword_expression(["ref-eager-default-fp32", "ref-tf_eager-default-fp32"], known)
-    assert {i for i in known if matches(expression, i)} == {"ref-eager-default-fp32", "ref-tf_eager-default-fp32"}
+    known = {"ref-eager-default-fp32", "ref-eager-default-bf16", "tf-eager-default-fp32", "ref-mm-max-fp32"}
+    expression = keyword_expression(["ref-eager-default-fp32", "tf-eager-default-fp32"], known)
+    assert {i for i in known if matches(expression, i)} == {"ref-eager-default-fp32", "tf-eager-default-fp32"}
     assert all(any(not w.startswith("not ") for w in clause.split(" and ")) for clause in expression.split(" or "))
     assert keyword_expression(["ab-cd"], {"ab-cd-ef"}, terms=1) is None  # one word cannot tell them apart
 
