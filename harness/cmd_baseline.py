@@ -10,6 +10,7 @@ from harness.baseline import BASELINE_DIR, baseline_path, change_lines, diff_cel
 from harness.errors import EXIT_REGRESSION
 from harness.report_inputs import env_sort_key, load_observations
 from harness.report_merge import merge
+from harness.usage import check_input_file, check_output_dir
 
 
 def add_parser(sub) -> None:
@@ -26,6 +27,12 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """0: written (or, with --check, nothing to change); 1: --check found changes; 2: bad input."""
+    for path in args.results:
+        check_input_file(path, "results")
+    if not args.check:
+        check_output_dir(args.dir, "--dir")
+    elif os.path.exists(args.dir) and not os.path.isdir(args.dir):
+        check_output_dir(args.dir, "--dir")  # says: not a folder
     merged = merge(load_observations(args.results))
     by_env: dict[str, dict] = {}
     for (key, cell_id), cell in merged.cells.items():

@@ -49,8 +49,13 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark (then its report) or only the report; 0 done, 2 bad input, 130 interrupted."""
+    from harness.usage import check_output_dir
+
     if args.report is not None:
+        if not os.path.isdir(args.report):
+            raise HarnessError(f"no such folder: {args.report}", key="--report")
         return _report(args.report, plots=not args.no_plots)
+    check_output_dir(args.out, "--out")
     from harness.bench_config import make_config
 
     device = args.device or _default_device()

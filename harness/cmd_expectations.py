@@ -39,6 +39,13 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """0: updated (or nothing to change); 1: --check found changes; 2: bad input."""
+    from harness.usage import check_input_file, check_output_file
+
+    check_input_file(args.matrix, "--matrix")
+    for path in args.results:
+        check_input_file(path, "results")
+    if not args.check:
+        check_output_file(args.matrix, "--matrix")
     matrix = load_matrix(args.matrix, import_backends=False)
     text = _read(args.matrix)
     span = _section(text, args.matrix)

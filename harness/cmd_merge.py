@@ -12,6 +12,7 @@ from harness.report_inputs import observations_of
 from harness.report_markdown import changes_lines
 from harness.report_merge import merge
 from harness.results import atomic_write_json, read_results
+from harness.usage import check_input_file, check_output_dir
 
 
 def add_parser(sub) -> None:
@@ -28,9 +29,18 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """0: merged; 1: flaky cells, or gating changes against the baselines; 2: bad input."""
+    for path in args.results:
+        check_input_file(path, "results")
+    if args.baseline not in (None, "auto"):
+        check_input_file(args.baseline, "--baseline")
+    check_input_file(args.claims, "--claims")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        check_output_dir(args.out, "--out")  # says: not a folder
+    docs = {path: read_results(path) for path in args.results}  # every input checked before anything is written
+    check_output_dir(args.out, "--out")
     observations, inputs = [], []
     for path in args.results:
-        doc = read_results(path)
+        doc = docs[path]
         found = observations_of(doc, path)
         observations += found
         inputs.append({"path": path, "complete": bool(doc.get("complete")), "interrupted": bool(doc.get("interrupted")),

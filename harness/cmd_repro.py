@@ -10,6 +10,7 @@ from harness.cells import expand_cells
 from harness.errors import HarnessError
 from harness.matrix import load_matrix
 from harness.report_inputs import load_observations
+from harness.usage import check_input_file, check_output_file
 
 
 def add_parser(sub) -> None:
@@ -26,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
     """Write the script; 0 on success, 2 when the cell or an input is unknown."""
     from harness.repro import script
 
+    check_input_file(args.matrix, "--matrix")
+    for path in args.results:
+        check_input_file(path, "--results")
+    if args.out not in (None, "-"):
+        check_output_file(args.out, "--out")
     matrix = load_matrix(args.matrix, import_backends=False)
     cells = {cell.id: cell for cell in expand_cells(matrix)}
     cell = cells.get(args.cell_id)

@@ -38,12 +38,21 @@ def run(args: argparse.Namespace) -> int:
     from harness.environment import torch_version
     from harness.matrix import load_matrix
 
+    from harness.usage import check_input_file, check_output_dir
+
+    # The runs below are subprocesses started in the checkout: paths given relative to here must not move.
+    args.matrix, args.out = os.path.abspath(args.matrix), os.path.abspath(args.out)
+    check_input_file(args.matrix, "--matrix")
+    check_output_dir(args.out, "--out")
     if args.naive_sample < 1:
         raise HarnessError("must be >= 1", key="--naive-sample")
     if args.warm_runs < 1:
         raise HarnessError("must be >= 1", key="--warm-runs")
     matrix = load_matrix(args.matrix)
     cells = [c for c in expand_cells(matrix) if c.source == args.source and c.device == args.device]
+    if not cells:
+        raise HarnessError(f"no cell of source {args.source!r} on device {args.device!r} in {args.matrix}",
+                           key="--source/--device")
     sample = [c.id for c in cells][::args.naive_sample]
     cache = tempfile.mkdtemp(prefix="harness-speed-inductor-")
     # Cold means cold: inductor keeps its precompiled C++ headers under $TMPDIR/torchinductor_<user>, outside

@@ -50,9 +50,12 @@ class Executor:
                                                   "the cell's process group was killed")
         if line == b"":
             code = self._proc.wait(timeout=30)
-            tail = _crash_excerpt(self._log_path, log_offset)
+            fatal, frames = crash_report(self._log_path, log_offset)
             self._proc = None
-            return _failure("crash", "Crash", f"executor died: {_describe_exit(code)}" + (f"; {tail}" if tail else ""))
+            outcome = _failure("crash", "Crash", f"executor died: {_describe_exit(code)}" + (f"; {fatal}" if fatal else ""))
+            if frames:
+                outcome["error"]["detail"] = "\n".join(frames)
+            return outcome
         outcome = json.loads(line)
         if outcome.pop("recycle", None):
             self.close()
@@ -90,7 +93,7 @@ class Executor:
         if not line or json.loads(line).get("ready") is not True:
             self.close()
             raise _ChildFailed(f"executor did not start; see {self._log_path}: "
-                               f"{_crash_excerpt(self._log_path, 0)}")
+                               f"{crash_report(self._log_path, 0)[0]}")
         self._ready = True
 
     def _spawn(self) -> None:
@@ -184,17 +187,55 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _crash_excerpt(log_path: str, offset: int) -> str:
-    """The most telling lines the child wrote after `offset`: a fatal error and where it happened."""
+_FATAL_PREFIXES = ("Fatal Python error", "terminate called", "Killed")
+
+
+def crash_report(log_path: str, offset: int) -> tuple[str, list[str]]:
+    """What the child wrote after `offset` when it died: (one line: the fatal error and the innermost frame of the
+    thread that crashed, the crashing thread's frames, innermost first).
+
+    faulthandler (PYTHONFAULTHANDLER=1) prints every thread, newest first, so the first frame of the log is
+    usually a harness thread (the parent watchdog, sleeping); the crash is in the block headed `Current thread`.
+    """
     try:
         with open(log_path, "rb") as fh:
             fh.seek(offset)
             text = fh.read().decode("utf-8", "replace")
     except OSError:
-        return ""
+        return "", []
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    fatal = [line for line in lines if line.startswith(("Fatal Python error", "terminate called", "Killed"))
-             or "Error" in line.split(":")[0]]
-    where = [line for line in lines if line.startswith('File "')]
-    picked = (fatal[:1] + where[:1]) or lines[-2:]
-    return " | ".join(picked)[:500]
+    fatal = [line for line in lines if line.startswith(_FATAL_PREFIXES) or "Error" in line.split(":")[0]]
+    frames = _crashing_thread(lines)
+    if frames:
+        where = frames[0]
+        if _in_stdlib(where):  # e.g. ctypes.string_at: name the code that called into it too
+            caller = next((frame for frame in frames if frame.startswith('File "') and not _in_stdlib(frame)), None)
+            where += f" (called from {caller})" if caller else ""
+        picked = fatal[:1] + [where]
+    else:
+        picked = (fatal[:1] + [line for line in lines if line.startswith('File "')][:1]) or lines[-2:]
+    return " | ".join(picked)[:500], frames
+
+
+def _in_stdlib(frame: str) -> bool:
+    """Whether a faulthandler frame line is in Python's standard library (not site-packages)."""
+    import sysconfig
+
+    path = frame[len('File "'):].split('"', 1)[0] if frame.startswith('File "') else ""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return (path.startswith(stdlib + os.sep) and "-packages" not in path) or path.startswith("<frozen")
+
+
+def _crashing_thread(lines: list[str]) -> list[str]:
+    """The frames of faulthandler's block for the crashing thread (`Current thread 0x...` when several threads
+    ran, `Stack` when one did), innermost first; [] when the log has no such block."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.endswith("(most recent call first):"):
+            blocks.append((line, []))
+        elif blocks and (line.startswith('File "') or line == "<no Python frame>"):
+            blocks[-1][1].append(line)
+        elif blocks and blocks[-1][1]:  # the block ended (e.g. "Extension modules: ...")
+            blocks.append(("", []))
+    crashing = [frames for header, frames in blocks if header.startswith(("Current thread", "Stack"))]
+    return crashing[0][:20] if crashing else []

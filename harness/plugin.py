@@ -36,12 +36,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("compile-matrix")
     group.addoption("--matrix", default=None, help="matrix file to collect cells from")
     group.addoption("--matrix-out", default="reports/latest", help="folder for results.json and logs")
-    group.addoption("--matrix-source", action="append", default=[], help="only cells of this source")
-    group.addoption("--matrix-device", action="append", default=[], help="only cells on this device")
-    group.addoption("--matrix-cell", action="append", default=[], help="only the cell with this exact id")
-    group.addoption("--matrix-shard", default=None, help="I/N: only every N-th selected cell, from the I-th")
+    group.addoption("--matrix-select", default=None,
+                    help="selection file written by `python -m harness run`: the cells to run, the records to "
+                         "keep or record as not run (default: every cell of the matrix)")
     group.addoption("--matrix-repeat", type=int, default=1, help="run every cell N times; varying status = flaky")
-    group.addoption("--matrix-resume", default=None, help="results.json of an interrupted run: skip its cells")
     group.addoption("--matrix-strict", action="store_true", help="unexpected passes fail the run")
     group.addoption("--matrix-argv", default="", help="the harness command line, stored in results.json")
     group.addoption("--matrix-cuda", default=None, metavar="none|MAJOR.MINOR",
@@ -50,28 +48,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """On the controller, open results.json before any cell runs."""
+    """On the controller, prepare results.json (written once the first cell finishes)."""
     if not config.getoption("--matrix") or hasattr(config, "workerinput"):
         return
-    from harness import environment
+    selection = _selection(config) or {}
+    environment = selection.get("environment")
+    if environment is None:
+        from harness import environment as env_module
 
+        environment = env_module.collect()
     meta = {"matrix": config.getoption("--matrix"), "argv": config.getoption("--matrix-argv"),
-            "shard": config.getoption("--matrix-shard"),
-            "harness": _harness_version()}
-    devices = tuple(config.getoption("--matrix-device")) or ("cpu", "cuda")
-    writer = ResultsWriter(config.getoption("--matrix-out"), environment.collect(devices), meta)
-    for record in _resumed_cells(config).values():
+            "shard": selection.get("shard"), "harness": _harness_version()}
+    writer = ResultsWriter(config.getoption("--matrix-out"), environment, meta)
+    for record in selection.get("kept", []) + selection.get("not_run", []):
         writer.add(record, persist=False)
     config.stash[_WRITER] = writer
 
 
-def _resumed_cells(config: pytest.Config) -> dict[str, dict[str, Any]]:
-    """Cells already finished by the run being resumed (empty without --matrix-resume)."""
-    path = config.getoption("--matrix-resume")
+_SELECTION: tuple[str, dict[str, Any]] | None = None  # (path, content), read once per process
+
+
+def _selection(config: pytest.Config) -> dict[str, Any] | None:
+    """The selection file of `python -m harness run` (None when pytest runs the plugin directly)."""
+    global _SELECTION
+    path = config.getoption("--matrix-select")
     if not path:
-        return {}
-    with open(path, encoding="utf-8") as fh:
-        return {cell["id"]: cell for cell in json.load(fh)["cells"]}
+        return None
+    if _SELECTION is None or _SELECTION[0] != path:
+        from harness.selection import read_selection
+
+        try:
+            _SELECTION = (path, read_selection(path))
+        except (OSError, ValueError) as exc:
+            raise pytest.UsageError(f"--matrix-select: cannot read {path}: {exc}") from None
+    return _SELECTION[1]
 
 
 _WRITER = pytest.StashKey[ResultsWriter]()
@@ -89,28 +99,22 @@ class MatrixFile(pytest.File):
     """A matrix.yaml: one CellItem per selected cell."""
 
     def collect(self):
-        """Expand the matrix, apply --matrix-source/--matrix-device/--matrix-cell, attach expectations."""
+        """Expand the matrix, keep the cells of the selection file (every cell without one), attach expectations."""
         try:
             matrix = load_matrix(str(self.path), import_backends=False)
         except HarnessError as exc:
             raise self.CollectError(exc.render()) from None
-        opt = self.config.getoption
-        sources, devices, wanted = set(opt("--matrix-source")), set(opt("--matrix-device")), opt("--matrix-cell")
-        strict = opt("--matrix-strict")
-        selected = [cell for cell in expand_cells(matrix)
-                    if (not sources or cell.source in sources) and (not devices or cell.device in devices)
-                    and (not wanted or cell.id in wanted)]
-        done = _resumed_cells(self.config)
-        selected = [cell for cell in selected if cell.id not in done]
-        if opt("--matrix-shard"):
-            index, count = (int(part) for part in opt("--matrix-shard").split("/"))
-            selected = selected[index - 1::count]
+        strict = self.config.getoption("--matrix-strict")
+        selection = _selection(self.config)
+        selected = expand_cells(matrix)
+        if selection is not None:
+            wanted = set(selection["run"])
+            selected = [cell for cell in selected if cell.id in wanted]
         for cell in run_order(matrix, selected):
             expected = expectation_for(cell, matrix.rules, _cuda_capability())
+            # -k matches the cell id only (`python -m harness run` applies it before pytest starts): an axis value
+            # the id leaves out, such as the usual layout `default`, is no keyword, so `-k default` is the mode.
             item = CellItem.from_parent(self, name=cell.id, cell=cell, expected=expected, matrix=matrix)
-            for keyword in (cell.source, cell.backend, cell.mode, cell.dtype, cell.device, cell.shape, cell.layout,
-                            cell.scope, cell.phase):
-                item.extra_keyword_matches.add(keyword)
             if expected.expect in ("fail", "observe"):
                 item.add_marker(pytest.mark.xfail(reason=expected.reason, strict=strict and expected.expect == "fail",
                                                    raises=CellExpectedFailure))
@@ -140,12 +144,8 @@ class CellItem(pytest.Item):
         statuses = (outcome.get("signals") or {}).get("repeat_statuses") or []
         if len(set(statuses)) > 1:
             judgement = Judgement(Verdict.FLAKY, f"status varies over {len(statuses)} runs: {', '.join(statuses)}")
-        record = {
-            "id": self.cell.id, **self.cell.axis_values(), "status": status.value,
-            "expected": self.expected.to_json(), "verdict": judgement.verdict.value,
-            "verdict_reason": judgement.reason, "error": error, "signals": outcome.get("signals", {}),
-            "duration_s": round(time.monotonic() - started, 3), "repro": self.repro_command(),
-        }
+        record = cell_record(self.cell, self.expected, status, judgement, error, outcome.get("signals", {}),
+                             time.monotonic() - started, self.repro_command())
         self.user_properties.append(("cell", json.dumps(record, default=str)))
         message = _failure_text(record)
         if judgement.verdict is Verdict.NOT_APPLICABLE:
@@ -178,14 +178,37 @@ class CellItem(pytest.Item):
         return self.path, None, f"cell {self.name}"
 
     def repro_command(self) -> str:
-        """One command that reruns only this cell (the matrix path as portable_path writes it: no absolute path)."""
-        from harness.portable import portable_path
-
-        return " ".join(["python", "-m", "harness", "run", "--matrix", shlex.quote(portable_path(str(self.path))),
-                         "--cell", shlex.quote(self.cell.id)])
+        """One command that reruns only this cell."""
+        return repro_command(str(self.path), self.cell.id)
 
     def _spec(self) -> dict[str, Any]:
         return cell_spec(self.matrix, self.cell)
+
+
+def repro_command(matrix_path: str, cell_id: str) -> str:
+    """One command that reruns only this cell (the matrix path portable: relative to the checkout, no absolute path)."""
+    from harness.portable import portable_path
+
+    return " ".join(["python", "-m", "harness", "run", "--matrix", shlex.quote(portable_path(matrix_path)),
+                     "--cell", shlex.quote(cell_id)])
+
+
+def cell_record(cell: Cell, expected: Expectation, status: Status, judgement: Judgement, error: dict | None,
+                signals: dict[str, Any], duration_s: float, repro: str) -> dict[str, Any]:
+    """One cell's entry of results.json."""
+    return {
+        "id": cell.id, **cell.axis_values(), "status": status.value,
+        "expected": expected.to_json(), "verdict": judgement.verdict.value,
+        "verdict_reason": judgement.reason, "error": error, "signals": signals,
+        "duration_s": round(duration_s, 3), "repro": repro,
+    }
+
+
+def not_run_record(cell: Cell, expected: Expectation, matrix_path: str, reason: str) -> dict[str, Any]:
+    """The results.json entry of a cell this machine cannot run: status skipped, verdict not_applicable."""
+    error = {"type": "NotApplicable", "message": reason, "phase": "selection"}
+    return cell_record(cell, expected, Status.SKIPPED, judge(expected, Status.SKIPPED), error, {}, 0.0,
+                       repro_command(matrix_path, cell.id))
 
 
 def _failure_text(record: dict[str, Any]) -> str:
@@ -259,9 +282,15 @@ _CONFIG: pytest.Config | None = None
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remember the config so report hooks can reach the results writer."""
+    """Remember the config so report hooks can reach the results writer; print the selection's notes (cuda cells
+    deselected without a GPU, what --resume or --last-failed keeps) once, on the controller."""
     global _CONFIG
     _CONFIG = session.config
+    notes = (_selection(session.config) or {}).get("notes") or []
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if notes and reporter is not None and not hasattr(session.config, "workerinput"):
+        for note in notes:
+            reporter.write_line(note)
 
 
 def _writer(_report=None) -> ResultsWriter | None:
@@ -277,9 +306,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _EXECUTOR.close()
         _EXECUTOR = None
     writer = session.config.stash.get(_WRITER, None)
-    if writer is not None:
+    if writer is not None and writer.finished:  # a run that ran nothing leaves results.json as it was
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop)
-        writer.write(complete=not interrupted and exitstatus in (0, 1), interrupted=interrupted)
+        base_complete = (_selection(session.config) or {}).get("base_complete", True)
+        writer.write(complete=not interrupted and exitstatus in (0, 1) and base_complete, interrupted=interrupted)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -290,6 +320,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     from harness.summary import summary_lines
 
     terminalreporter.section("compile matrix")
+    if not writer.finished:
+        state = "left as it was" if os.path.exists(writer.path) else "not written"
+        terminalreporter.write_line(f"no cell ran: {writer.path} {state}")
+        return
     for line in summary_lines(list(writer.cells.values()), writer.path):
         terminalreporter.write_line(line)
 
@@ -298,3 +332,19 @@ def _harness_version() -> str:
     from harness import __version__
 
     return __version__
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Forget the selection file (several in-process runs may reuse one path)."""
+    global _SELECTION
+    _SELECTION = None
+
+
+COLLECTION_FAILED = False  # read by `python -m harness run`: pytest reports a collection error as "interrupted"
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """Remember a collection error (xdist forwards the workers' reports to the controller)."""
+    global COLLECTION_FAILED
+    if report.failed:
+        COLLECTION_FAILED = True

@@ -23,30 +23,37 @@ CELL_FIELDS = ("id", "source", "backend", "mode", "dtype", "fullgraph", "device"
 class ResultsWriter:
     """Accumulates cell records and rewrites `<out>/results.json` (temp file + rename) after each one.
 
+    Nothing is written until the first cell of this run finishes: a run that runs nothing (a usage error, an
+    interruption during start-up, `--collect-only`) leaves the previous results.json as it was.
     Each record is encoded once, when it is added: re-encoding every record on every rewrite made the
     writer quadratic in the number of cells (seconds of CPU per run, taken from the cells' executors).
     """
 
     def __init__(self, out_dir: str, environment: dict[str, Any], meta: dict[str, Any]):
-        os.makedirs(out_dir, exist_ok=True)
         self.path = os.path.join(out_dir, "results.json")
         # No absolute path of this machine in the file (harness.portable): results travel between machines.
         self.environment, self.meta = portable_json(environment), _portable_meta(meta)
         self.cells: dict[str, dict[str, Any]] = {}
         self._encoded: dict[str, str] = {}
         self.started = _now()
-        self.write(complete=False)
+        self.finished = 0  # cells of this run added with persist=True
 
     def add(self, record: dict[str, Any], *, persist: bool = True) -> None:
-        """Record one finished cell (a record is not changed once added) and persist unless told not to."""
+        """Record one cell (a record is not changed once added); persist unless told not to.
+
+        `persist=False` is for records this run did not measure (kept from an earlier run, or not runnable
+        here): they are written with the first cell that this run finishes.
+        """
         record = portable_json(record)
         self.cells[record["id"]] = record
         self._encoded[record["id"]] = _encode_nested(record, depth=2)
         if persist:
+            self.finished += 1
             self.write(complete=False)
 
     def write(self, *, complete: bool, interrupted: bool = False) -> None:
         """Persist the document; `complete` is true only once every selected cell has finished."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         keys = sorted(self.cells)
         head = {
             "schema": SCHEMA_VERSION,

@@ -15,6 +15,7 @@ def _record(cell_id: str, status: str = "pass") -> dict:
 
 def test_text_is_the_indented_dump_of_the_document(tmp_path):
     writer = ResultsWriter(str(tmp_path), {"torch": "x"}, {"matrix": "matrix.yaml"})
+    writer.write(complete=False)
     empty = (tmp_path / "results.json").read_text()
     assert empty == json.dumps(json.loads(empty), indent=1) + "\n"
     assert json.loads(empty)["cells"] == []
@@ -31,9 +32,11 @@ def test_text_is_the_indented_dump_of_the_document(tmp_path):
 
 
 def test_preloaded_records_are_written_with_the_next_cell(tmp_path):
+    (tmp_path / "results.json").write_text("earlier run")
     writer = ResultsWriter(str(tmp_path), {}, {})
     writer.add(_record("resumed"), persist=False)
-    assert json.loads((tmp_path / "results.json").read_text())["cells"] == []
+    assert (tmp_path / "results.json").read_text() == "earlier run"  # nothing ran yet: the old file stays
+    assert writer.finished == 0
     writer.add(_record("new"))
     doc = json.loads((tmp_path / "results.json").read_text())
     assert [cell["id"] for cell in doc["cells"]] == ["new", "resumed"]
