@@ -13,6 +13,7 @@ import os
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from harness.portable import portable_text
 from harness.results import _atomic_write_text
 
 
@@ -54,7 +55,9 @@ def finalize(junit: str, aside: str, results_path: str, *, strict: bool) -> bool
     suite.set("tests", str(len(everything)))
     for attribute, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped")):
         suite.set(attribute, str(sum(1 for case in everything if case.find(tag) is not None)))
-    _atomic_write_text(junit, '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode"))
+    # pytest writes skip locations and tracebacks with this machine's paths: the file is shared like results.json.
+    text = portable_text(ET.tostring(root, encoding="unicode"))
+    _atomic_write_text(junit, '<?xml version="1.0" encoding="utf-8"?>' + text)
     return True
 
 

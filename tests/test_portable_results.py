@@ -38,9 +38,11 @@ def test_results_of_a_failing_cell_hold_no_absolute_path(tmp_path):
     out = tmp_path / "out"
     proc = run_harness("run", "--matrix", str(matrix), "--out", str(out), "-n", "0")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("results.json", "junit.xml"):
+        shared = (out / name).read_text()
+        leaked = sorted(folder for folder in _machine_paths() if folder in shared)
+        assert not leaked, (name, [line for line in shared.splitlines() if any(f in line for f in leaked)][:10])
     text = (out / "results.json").read_text()
-    leaked = sorted(folder for folder in _machine_paths() if folder in text)
-    assert not leaked, [line for line in text.splitlines() if any(folder in line for folder in leaked)][:10]
 
     results = json.loads(text)
     (cell,) = results["cells"]
