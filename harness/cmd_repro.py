@@ -38,18 +38,28 @@ def run(args: argparse.Namespace) -> int:
     if cell is None:
         raise HarnessError(f"no cell with id {args.cell_id!r} in {args.matrix}", key="CELL_ID")
     observed = env = None
+    beside = args.results[0] if args.results else None
     if args.results:
         found = [obs for obs in load_observations(args.results) if obs.id == cell.id]
         failing = [obs for obs in found if obs.cell["status"] != "pass"] or found
         if failing:
-            observed, env = failing[0].cell, failing[0].env.label
+            observed, env, beside = failing[0].cell, failing[0].env.label, failing[0].origin
     text = script(matrix, cell, observed, env)
     if args.out == "-":
         sys.stdout.write(text)
         return 0
-    path = args.out or f"repro_{cell.id}.py"
+    path = args.out or default_path(cell.id, beside)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.chmod(path, 0o755)
-    print(f"repro: wrote {path} (run: python {path})")
+    print(f"repro: wrote {path} ({len(text.splitlines())} lines; run: python {path})")
     return 0
+
+
+def default_path(cell_id: str, results: str | None) -> str:
+    """Beside the results file (<its folder>/repro/repro_<id>.py), else ./repro_<id>.py as an absolute path."""
+    name = f"repro_{cell_id}.py"
+    if results:
+        return os.path.join(os.path.dirname(results) or ".", "repro", name)
+    return os.path.abspath(name)

@@ -1,208 +1,259 @@
-"""Repro scripts of kernel-scope cells: the cell's experts module, the backend, inputs, oracle, inference main.
+"""Repro scripts of kernel-scope cells (inference and training): the harness's own code, folded to the cell.
 
-Per source, the script builds the module the harness builds: our `Experts` (backends/experts.py) with the
-reference backend inlined, or a user backend imported by its dotted path (it is the user's code), or
-transformers' own experts class of the cell's family (harness/tf_families.py) with
-`config._experts_implementation` set to the backend's key, so the call goes through transformers' dispatch.
-Weights, inputs, the float64 oracle and the comparison are the harness's own code, inlined.
-Transformers cells repeat the harness's dispatch proof: the uncompiled probe call under the spy of
-harness/tf_dispatch.py, then profiler evidence of one more call after the cell's calls; a wrong dispatch raises
-MisDispatch as in the harness. Signal collection (graph breaks, recompiles, ...) is not repeated.
+The script builds the module the harness builds (our `Experts` with the reference backend, or a user backend
+imported by its dotted path, or transformers' experts class of the cell's family with
+`config._experts_implementation` set to the backend's name) and runs the harness's own code on it, inlined
+by harness/repro_source.py and folded to the cell by harness/repro_specialise.py (only its layout, device,
+routing shape and oracle branch; `spec[...]` replaced by the cell's values):
+
+- transformers cells run harness/cell_run.py's `_run_kernel_cell` (or harness/training.py's
+  `run_training_cell`) whole: setup, the call loop, the steady-state and profiled calls, both dispatch
+  proofs (uncompiled probe under the spy of harness/tf_dispatch.py, the profiled ops), MisDispatch;
+- reference and user training cells run harness/training.py's `_train_all` (the call loop, gradients
+  against the float64 oracle);
+- reference and user inference cells, the ones a torch bug report is made of, keep to the essentials:
+  `main` calls the harness's `_compile`, `_inputs`, `oracle_forward` and `_compare` in `_call_all`'s order,
+  without `_call_all`'s bookkeeping (status records, timings) and with no steady-state or profiled calls.
+
+Written for the script: `main`, which prints the versions (Python, OS, torch, transformers, GPU) and the
+observed vs expected outcome, and stand-ins for the harness's machinery: `error_record` prints the
+traceback, `SignalCollector` collects no graph breaks or recompiles (its profiled call is the harness's).
 """
 
 from __future__ import annotations
 
-import json
-import pprint
 from typing import Any
 
-from harness.repro_source import Script, section
+from harness.repro_source import Script
+from harness.repro_specialise import Facts
 
-_REFERENCE_MODULE = "backends.reference"
+REFERENCE = "backends.reference"
+UNDER_TEST = (REFERENCE, "backends.grouped")  # folded to the cell, never trimmed further
+_LAYOUT_FLAGS = ("is_transposed", "has_bias", "has_gate", "is_concatenated")
 
-_VERSIONS = {
-    "torch": '''def versions() -> str:
-    """The versions a bug report needs."""
-    return f"torch {torch.__version__}"''',
-    "transformers": '''def versions() -> str:
-    """The versions a bug report needs, and which transformers was imported (a checkout on PYTHONPATH?)."""
-    return (f"torch {torch.__version__}, transformers {transformers.__version__} "
-            f"({os.path.dirname(transformers.__file__)})")''',
-}
+VERSIONS = '''
+def versions():
+    gpu = f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}" if torch.cuda.is_available() else "none"
+    return f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, GPU: {gpu}"
+'''
 
-# The harness's code calls the spy as tf_dispatch.X (harness/source_transformers.py, harness/model_checks.py).
-TF_DISPATCH_GLUE = ("tf_dispatch = types.SimpleNamespace(spy=spy, check=check, MisDispatch=MisDispatch, "
-                    "experts_modules=experts_modules)")
+TF_VERSIONS = '''
+def versions():
+    gpu = f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}" if torch.cuda.is_available() else "none"
+    return (f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, "
+            f"transformers {transformers.__version__} ({os.path.dirname(transformers.__file__)}), GPU: {gpu}")
+'''
 
+# harness/signals.py's error_record digs the root cause out of Dynamo's wrappers; a script shows the traceback.
+ERROR_RECORD = '''
+def error_record(exc, phase):  # stand-in for the harness's: print the traceback
+    traceback.print_exception(exc)
+    return {"type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+            "message": (str(exc).strip().splitlines() or [""])[0], "phase": phase}
+'''
 
-def evidence_constants(expected: tuple[str, ...], forbidden: tuple[str, ...]) -> str:
-    """EVIDENCE and INTERESTING_OP for dispatch_evidence() in a script."""
-    from harness import signals
+# harness/signals.py's SignalCollector without the signals; `profile` is grafted on from the real one.
+SIGNAL_COLLECTOR = '''
+class SignalCollector:  # stand-in for the harness's: no graph breaks or recompiles, only the profiled call
+    def __init__(self, cell):
+        self.cell = cell
 
-    return ("# Profiler evidence that the backend ran, as the harness checks it: (ops that must appear, ops of "
-            f"another backend).\nEVIDENCE = {(expected, forbidden)!r}\n"
-            f"INTERESTING_OP = re.compile({signals.INTERESTING_OP.pattern!r})  # the op names the harness keeps")
+    def __enter__(self):
+        return self
 
+    def __exit__(self, *exc_info):
+        return None
 
-# The harness's second dispatch proof (harness/cell_run.py: SignalCollector.profile, then dispatch_proof).
-DISPATCH_EVIDENCE = '''def dispatch_evidence(call, device):
-    """(ops, error or None): the op names the harness keeps from one call under the profiler, against EVIDENCE."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        call()
-        _sync(device)
-    ops = sorted({event.name for event in prof.events() if INTERESTING_OP.search(event.name)})
-    return ops, dispatch_proof(types.SimpleNamespace(expected_ops=EVIDENCE[0], forbidden_ops=EVIDENCE[1]), ops)[1]'''
+    def result(self):
+        return {}
+'''
+GRAFT = {"SignalCollector": ("harness.signals", ("profile",))}
 
-# The oracle (backends/oracle.py) tells our Experts' gate from a model-specific one; transformers cells have none.
-_EXPERTS_STAND_IN = '''class Experts:
-    """Stand-in for backends/experts.py's Experts, which the oracle names: transformers cells do not build one."""
-
-    def _apply_gate(self, gate_up_out):
-        raise NotImplementedError'''
-
-
-def imports(spec: dict[str, Any]) -> list[str]:
-    """The script's own imports (inlined code brings the rest)."""
-    transformers = spec["cell"]["source"] == "transformers"
-    lines = ["import copy"] if spec["cell"]["phase"] == "training" else []
-    lines += ["import os", *(["import re"] if transformers else []), "import sys", "import types", "",
-              "import torch"]
-    if transformers:  # the dispatch proof's profiled call
-        lines += ["import transformers", "from torch.profiler import ProfilerActivity, profile"]
-    return lines + [""]
-
-
-def add_subject(script: Script, spec: dict[str, Any]) -> str:
-    """Add versions() and build_subject(device, dtype) to `script`; return the expression that calls the backend."""
-    if spec["cell"]["source"] == "transformers":
-        return _transformers_subject(script, spec)
-    return _own_subject(script, spec)
-
-
-def add_shared(script: Script) -> None:
-    """Add the float64 oracle, input generation and output comparison, as the harness runs them."""
-    script.module("backends.oracle", "the float64 oracle")
-    script.add(section("harness/cell_run.py: inputs, comparison and device sync, as the harness does them"))
-    for name in ("_inputs", "_compare", "_sync"):
-        script.function("harness.cell_run", name)
-
-
-def experts_key(spec: dict[str, Any]) -> str:
-    """The experts_implementation key of a transformers cell: its backend's name."""
-    return spec["cell"]["backend"]
-
-
-def compile_expression(spec: dict[str, Any], target: str = "forward") -> str:
-    """How the cell wraps `target`: not at all (uncompiled) or torch.compile with its mode and fullgraph."""
-    cell = spec["cell"]
-    if cell["mode"] == "uncompiled":
-        return target
-    mode = None if cell["mode"] == "default" else cell["mode"]
-    return f"torch.compile({target}, mode={mode!r}, fullgraph={bool(cell['fullgraph'])})"
-
-
-def spec_text(spec: dict[str, Any]) -> str:
-    """The cell's spec as a SPEC = {...} assignment."""
-    return f"SPEC = {pprint.pformat(spec, width=110, sort_dicts=False)}"
-
-
-# After the cell's calls, a transformers cell checks what ran, as harness/cell_run.py does.
-_EVIDENCE_CALL = ('        check_evidence(compiled, _inputs(SPEC, subject, shape["tokens"][0], device, dtype, 0), '
-                  'device)\n')
-
-
-def inference_main(spec: dict[str, Any], call: str) -> str:
-    """main() of an inference cell: one call per token count, output against the oracle, stop at a failure."""
-    return f'''{spec_text(spec)}
-
-
-def main() -> int:
-    """Build the cell's module, compile the backend as the cell does, call it once per token count."""
-    cell, shape = SPEC["cell"], SPEC["shape"]
-    device, dtype = torch.device(cell["device"]), getattr(torch, cell["dtype"])
-    print(f"{{versions()}}, device {{device}}, cell {{cell}}")
-    torch.manual_seed(SPEC["seed"])
-    subject = build_subject(device, dtype)
-    module = subject.module
-
-    def forward(hidden_states, top_k_index, top_k_weights):
-        return {call}
-
-    compiled = {compile_expression(spec)}
-    with torch.no_grad():  # inference cells run as generate() does
-        for call, tokens in enumerate(shape["tokens"]):
-            args = _inputs(SPEC, subject, tokens, device, dtype, call)
-            out = compiled(*args)  # a compile or runtime failure raises here, with its traceback
-            problem, rel = _compare(out, oracle_forward(module, *args), tokens, shape["hidden"], dtype)
-            if problem:
-                raise AssertionError(f"call {{call}} ({{tokens}} tokens): {{problem}}")
-            print(f"call {{call}} ({{tokens}} tokens): max relative error {{rel:.3g}} "
-                  f"(tolerance {{SPEC['tolerance']:g}})")
-            if rel > SPEC["tolerance"]:
-                raise AssertionError(f"call {{call}} ({{tokens}} tokens): max relative error {{rel:.3g}} > "
-                                     f"tolerance {{SPEC['tolerance']:g}}")
-{_EVIDENCE_CALL if spec["cell"]["source"] == "transformers" else ""}    print("did not reproduce: every call passed")
-    return 0
-
-
+# The outcome the harness's cell function returns, printed: per call, then observed vs expected.
+REPORT = '''
+def report(spec, outcome):
+    for call, record in enumerate(outcome["signals"]["calls"]):
+        errors = {k.replace("_", " "): record[k] for k in ("rel_error", "grad_rel_error") if k in record}
+        print(f"call {call} ({record['tokens']} tokens):", "raised" if record.get("error") else ", ".join(
+            f"{k} {'n/a' if v is None else format(v, '.3g')}" for k, v in errors.items()))GRADIENTS
+    error = outcome["error"]
+    print(f"observed: {outcome['status']}" + (f" in {error['phase']}: {error['type']}: {error['message']}"
+                                              if error else ""))
+    print(EXPECTED_LINE)
+    if outcome["status"] == "pass":
+        print("did not reproduce: everything passed")
+    return int(outcome["status"] != "pass")
+'''
+_GRADIENTS = '''
+    for name, value in outcome["signals"].get("grad_errors", {}).items():
+        print(f"gradient of {name}: max relative error {value:.3g}")'''
+MAIN_GUARD = '''
 if __name__ == "__main__":
     sys.exit(main())
 '''
 
+TRANSFORMERS_MAIN = '''
+def main(spec):
+    print(versions(), flush=True)  # before any traceback
+    return report(spec, RUNNER(spec))
+'''
 
-def _own_subject(script: Script, spec: dict[str, Any]) -> str:
-    """Reference backends inlined (only what the backend needs), a user backend imported; our Experts module."""
-    module_name, _, function = spec["impl"].partition(":")
-    if module_name == _REFERENCE_MODULE:
-        script.reference(function)
-        script.add(f"REFERENCE_BACKENDS = {{{json.dumps(spec['cell']['backend'])}: {function}}}", "")
+# The module and subject as harness/subjects.py's _reference_subject builds them (resolve_impl: the backend).
+_OWN_SUBJECT = '''
+    module = make_experts(spec["shape"]["experts"], spec["shape"]["hidden"], spec["shape"]["intermediate"],
+                          layout=spec["cell"]["layout"], dtype=dtype, device=device, seed=spec["seed"])
+    subject = types.SimpleNamespace(module=module, fn=BACKEND, dense_routing=DENSE)  # as harness/subjects.py'''
+
+OWN_TRAINING_MAIN = '''
+def main(spec):
+    print(versions(), flush=True)  # before any traceback
+    device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
+    torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
+    reference = copy.deepcopy(module).to(torch.float64)
+    compiled = _compile(spec, subject)
+    signals = {"calls": [], "max_rel_error": None, "grad_errors": {}}
+    with torch.enable_grad():
+        status, error = _train_all(spec, subject, reference, compiled, device, dtype, signals)
+    return report(spec, {"status": status, "error": error, "signals": signals})
+'''
+
+# Inference of our own backends: _call_all's calls and checks, in its order, and nothing else (short enough
+# to paste into a bug report); the traceback of a failing call is Python's own.
+OWN_INFERENCE_MAIN = '''
+def main(spec):
+    print(f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, GPU: "
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\\nEXPECTED_TEXT", flush=True)
+    device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
+    torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
+    compiled = _compile(spec, subject)
+    with torch.no_grad():  # as generate() runs
+        for call, tokens in enumerate(spec["shape"]["tokens"]):
+            args = _inputs(spec, subject, tokens, device, dtype, call)
+            out = compiled(*args)  # a compile or runtime failure raises here
+            problem, rel = _compare(out, oracle_forward(module, *args), tokens, spec["shape"]["hidden"], dtype)
+            problem = problem or (rel > spec["tolerance"] and f"max relative error {rel:.3g} > tolerance")
+            print(f"call {call} ({tokens} tokens): " + (problem or f"max relative error {rel:.3g}"), flush=True)
+            assert not problem, f"call {call} ({tokens} tokens): {problem}"
+    print("observed: pass (did not reproduce: every call passed)")
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:
+        what = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+        print(f"observed: {what}: {str(exc).strip().splitlines()[0]}", flush=True)
+        raise
+'''
+
+
+def kernel_script(spec: dict[str, Any]) -> Script:
+    """The script's code: the harness's functions the cell runs, main and stand-ins."""
+    cell = spec["cell"]
+    training, transformers = cell["phase"] == "training", cell["source"] == "transformers"
+    script = Script(facts(spec), verbatim=UNDER_TEST, drop_members={"Experts": ("forward", "extra_repr")},
+                    select={"FAMILIES": (cell["layout"],)}, drop_calls={"check_imported_source"}, graft=GRAFT)
+    if transformers:
+        for name in ("os", "platform", "sys", "torch", "traceback", "transformers"):
+            script.add_import(name)
+        script.glue(TF_VERSIONS + ERROR_RECORD + SIGNAL_COLLECTOR, "harness.repro_kernel", "harness.signals")
+        runner, home = ("run_training_cell", "harness.training") if training else \
+            ("_run_kernel_cell", "harness.cell_run")
+        script.glue(report_text(spec) + TRANSFORMERS_MAIN.replace("RUNNER", runner) + MAIN_GUARD, home)
+        return script
+    function = _own_backend(script, spec)
+    replace = {"BACKEND": function, "DENSE": repr(_dense_routing(spec))}
+    if training:
+        for name in ("copy", "platform", "sys", "torch", "traceback", "types"):
+            script.add_import(name)
+        script.glue(VERSIONS + ERROR_RECORD, "harness.repro_kernel")
+        main = report_text(spec) + _fill(OWN_TRAINING_MAIN, replace) + MAIN_GUARD
+        script.glue(main, "harness.training", "backends.experts")
     else:
-        script.add(f"from {module_name} import {function}  # the backend under test (your code)",
-                   "REFERENCE_BACKENDS = {}", "")
-    script.module("backends.experts", "the test experts module")
-    script.add(_VERSIONS["torch"], "", "", '''def build_subject(device, dtype):
-    """The cell's experts module (backends/experts.py, the cell's layout, seeded weights) and its routing shape."""
-    cell, shape = SPEC["cell"], SPEC["shape"]
-    module = make_experts(shape["experts"], shape["hidden"], shape["intermediate"], layout=cell["layout"],
-                          dtype=dtype, device=device, seed=SPEC["seed"])
-    return types.SimpleNamespace(module=module, dense_routing=cell["layout"] in DENSE_ROUTING_LAYOUTS)''', "")
-    return f"{function}(module, hidden_states, top_k_index, top_k_weights)"
+        for name in ("platform", "torch", "types"):
+            script.add_import(name)
+        expected = f"expected: pass ({expected_text(spec)})".replace("{", "{{").replace("}", "}}").replace('"', "'")
+        main = _fill(OWN_INFERENCE_MAIN, {**replace, "EXPECTED_TEXT": expected})
+        script.glue(main, "harness.cell_run", "backends.experts", "backends.oracle")
+    return script
 
 
-def _transformers_subject(script: Script, spec: dict[str, Any]) -> str:
-    """transformers' experts class of the cell's family, built, seeded and dispatch-checked as the harness does."""
-    from harness import source_transformers
-
-    key = experts_key(spec)
-    script.module("harness.tf_families", "transformers model families per layout")
-    script.add(section("harness/source_transformers.py: the experts module and its seeded weights"))
-    script.function("harness.source_transformers", "build_experts")
-    script.function("harness.source_transformers", "init_experts")
-    script.module("harness.tf_dispatch", "which experts function the experts module called")
-    script.add(TF_DISPATCH_GLUE, "", "")
-    script.add(section("harness/source_transformers.py: the dispatch proof"))
-    for name in ("probe_dispatch", "_probe"):
-        script.function("harness.source_transformers", name)
-    script.add(section("harness/cell_run.py: the profiler evidence check"))
-    script.function("harness.cell_run", "dispatch_proof")
-    expected, forbidden = source_transformers.evidence(key, spec["cell"]["mode"])
-    script.add(_EXPERTS_STAND_IN, "", "",
-               "# The backend under test: transformers' experts forward dispatches on this key ('eager': the class's "
-               f"own forward).\nEXPERTS_IMPLEMENTATION = {key!r}", evidence_constants(expected, forbidden),
-               "", "", _VERSIONS["transformers"], "", "", DISPATCH_EVIDENCE, "", "",
-               '''def build_subject(device, dtype):
-    """transformers' experts module of the cell's family, configured for the backend; MisDispatch unless an
-    uncompiled probe call reaches that backend (the harness's first dispatch proof)."""
-    module, fam = build_experts(SPEC, EXPERTS_IMPLEMENTATION, device, dtype)
-    probe_dispatch(SPEC, module, fam, EXPERTS_IMPLEMENTATION, device, dtype)
-    return types.SimpleNamespace(module=module, dense_routing=fam.dense_routing)
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
 
 
-def check_evidence(compiled, args, device) -> None:
-    """The harness's second dispatch proof: the ops one more call runs, under the profiler."""
-    ops, error = dispatch_evidence(lambda: compiled(*args), device)
-    if error:
-        raise MisDispatch(f"profiled call: {error['message']}")
-    print(f"profiled call: ops {ops}")''', "")
-    return "module(hidden_states, top_k_index, top_k_weights)  # dispatches on config._experts_implementation"
+def report_text(spec: dict[str, Any]) -> str:
+    """`report()` for this cell: its expected outcome in words, gradients for training cells."""
+    return _fill(REPORT, {"EXPECTED_LINE": repr(f"expected: pass ({expected_text(spec)})"),
+                          "GRADIENTS": _GRADIENTS if spec["cell"]["phase"] == "training" else ""})
+
+
+def expected_text(spec: dict[str, Any]) -> str:
+    """What passing means for this cell, in words."""
+    tolerance = spec["tolerance"]
+    if spec["cell"]["scope"] == "model":
+        return (f"every model check holds; compiled logits within {tolerance:g} (max relative error) of the eager "
+                f"uncompiled model")
+    what = "output and every gradient" if spec["cell"]["phase"] == "training" else "output"
+    return f"each call's {what} within {tolerance:g} (max relative error) of the float64 oracle"
+
+
+def facts(spec: dict[str, Any]) -> Facts:
+    """What the cell fixes: its spec and cell, device, routing shape, and (our Experts) the layout's flags."""
+    cell = spec["cell"]
+    dense = _dense_routing(spec)
+    found = Facts(params={"spec": spec, "cell": cell},
+                  func_params={"oracle_forward": {"differentiable": cell["phase"] == "training"}},
+                  attrs={"device": {"type": cell["device"]}},
+                  class_attrs={"SignalCollector": {"self": {"cell": cell}}})
+    # The oracle's branches for the inputs harness/cell_run.py's _inputs makes: routing weights [T, K] (or
+    # [T, E] for a dense-routing layout), expert ids from a top-k over the experts (never out of range).
+    found.exprs["oracle_forward"] = {"not 0 <= e < num_experts": False}
+    if spec["shape"]["top_k"] != spec["shape"]["experts"]:
+        found.exprs["oracle_forward"].update({"tuple(top_k_weights.shape) == (num_tokens, num_top_k)": not dense,
+                                              "tuple(top_k_weights.shape) == (num_tokens, num_experts)": dense})
+    if cell["source"] == "transformers":
+        # transformers' experts classes are never backends/experts.py's; their flags are read as they run.
+        found.exprs["_gate_split"] = {"gate_fn is Experts._apply_gate": False}
+        return found
+    flags = _layout_flags(cell["layout"])
+    found.func_params["make_experts"] = {"layout": cell["layout"]}
+    found.func_params["Experts.__init__"] = {name: flags[name] for name in _LAYOUT_FLAGS}
+    found.attrs["module"] = flags
+    found.attrs["subject"] = {"dense_routing": dense, "expected_ops": (), "forbidden_ops": ()}
+    found.class_attrs["Experts"] = {"self": flags}
+    found.exprs["oracle_forward"]["_gate_split(module)"] = flags["split"]
+    return found
+
+
+def _dense_routing(spec: dict[str, Any]) -> bool:
+    """Whether the cell's routing weights are [T, E] router scores (harness/subjects.py, harness/tf_families.py)."""
+    layout = spec["cell"]["layout"]
+    if spec["cell"]["source"] == "transformers":
+        from harness.tf_families import FAMILIES
+
+        return FAMILIES[layout].dense_routing if layout in FAMILIES else False
+    from backends.layouts import DENSE_ROUTING_LAYOUTS
+
+    return layout in DENSE_ROUTING_LAYOUTS
+
+
+def _layout_flags(layout: str) -> dict[str, Any]:
+    """The flags our Experts module has in `layout` (and how the oracle splits its gate), read off a real one."""
+    from backends import oracle
+    from backends.experts import make_experts
+
+    module = make_experts(2, 4, 2, layout=layout)
+    flags = {name: getattr(module, name) for name in _LAYOUT_FLAGS + ("has_post_expert_norm",)}
+    flags["split"] = oracle._gate_split(module) if module.has_gate else None
+    return flags
+
+
+def _own_backend(script: Script, spec: dict[str, Any]) -> str:
+    """The reference backend inlined, or a user backend imported (it is the user's code); its name."""
+    module_name, _, function = spec["impl"].partition(":")
+    if module_name == REFERENCE:
+        script.need(REFERENCE, function)
+    else:
+        script.add_import(module_name, function)
+    return function
