@@ -126,7 +126,7 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
                 lambda: forward(input_ids=ids, use_cache=False))
             expected, forbidden = MODEL_EVIDENCE.get(key, ((), ()))
             subject = Subject(model, model.forward, expected_ops=expected, forbidden_ops=forbidden)
-            status, error = dispatch_proof(subject, signals["ops"])
+            status, error = dispatch_proof(subject, signals["ops"], signals, spec["cell"]["mode"] != "uncompiled")
     signals.update(collector.result())
     signals["degraded"] = _degradations(spec, signals)
     signals["model_checks"].append({"check": "compiled_forward", "ok": status == "pass"})

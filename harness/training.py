@@ -42,7 +42,7 @@ def run_training_cell(spec: dict[str, Any]) -> dict[str, Any]:
             try:
                 signals["ops"], signals["profiled_events"] = collector.profile(
                     lambda: _step(spec, subject, compiled, device, dtype, 0))
-                status, error = dispatch_proof(subject, signals["ops"])
+                status, error = dispatch_proof(subject, signals["ops"], signals, compiling)
             except Exception as exc:  # noqa: BLE001 - the backend's failure is the cell's result
                 status, error = classify_exception(exc, compiling), error_record(exc, "profiled call")
     signals.update(subject.info)
