@@ -7,6 +7,7 @@ import os
 
 from harness.baseline import BASELINE_DIR, against_baselines, change_lines, cross_env_changes, summary
 from harness.errors import EXIT_REGRESSION
+from harness.portable import portable_path
 from harness.report_claims import DEFAULT_CLAIMS
 from harness.report_inputs import observations_of
 from harness.report_markdown import changes_lines
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         doc = docs[path]
         found = observations_of(doc, path)
         observations += found
-        inputs.append({"path": path, "complete": bool(doc.get("complete")), "interrupted": bool(doc.get("interrupted")),
+        inputs.append({"path": portable_path(path), "complete": bool(doc.get("complete")), "interrupted": bool(doc.get("interrupted")),
                        "shard": doc.get("shard"), "cells": len(found),
                        "environments": sorted({obs.env.key for obs in found})})
     merged = merge(observations)
@@ -63,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
             if path is None:
                 print(f"against baseline: none for {key} in {args.baselines}")
                 continue
-            sections.append((f"## {key} against {path}", changes))
+            sections.append((f"## {key} against {portable_path(path)}", changes))
             gate = gate or any(c.gating for c in changes)
-            print(f"against baseline {path} ({key}): {summary(changes) or 'no change'}")
+            print(f"against baseline {portable_path(path)} ({key}): {summary(changes) or 'no change'}")
             for line in change_lines([c for c in changes if c.gating]):
                 print("  " + line)
     for item in merged.flaky:
