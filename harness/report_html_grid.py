@@ -70,8 +70,10 @@ def grid_section(observations: list[tuple[Env, dict[str, Any]]]) -> str:
     envs = {env.key: env for env, _ in observations}
     rows_axes = varying_axes(observations, ROW_AXES) or ["backend"]
     col_axes = varying_axes(observations, COLUMN_AXES) or ["mode"]
+    # The device is part of the environment row; it is "the same in every cell" only when it is.
+    one_device = len({c.get("device") for _, c in observations}) == 1
     single = [f"{_TITLES.get(a, a)} {value_label(a, _slot(a, *observations[0]), envs)}"
-              for a in ROW_AXES + COLUMN_AXES + ("device",)
+              for a in ROW_AXES + COLUMN_AXES + (("device",) if one_device else ())
               if a not in rows_axes and a not in col_axes and observations]
     leaves = sorted({tuple(_slot(a, env, c) for a in col_axes) for env, c in observations},
                     key=lambda t: tuple(_rank(a, v, envs) for a, v in zip(col_axes, t)))
