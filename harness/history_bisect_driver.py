@@ -40,7 +40,7 @@ except Exception as exc:
 if not os.path.abspath(transformers.__file__).startswith(os.path.join(os.path.abspath(src), "")):
     cannot(f"transformers imported from {transformers.__file__}, not from {src}")
 ns = runpy.run_path(script, run_name="bisect_repro")
-cell = ns["SPEC"]["cell"]
+cell = ns["CELL"]  # the cell's axis values, written by `harness repro` into every script
 if cell.get("source") == "transformers":
     key = cell["backend"]
     mapping = getattr(getattr(moe, "ExpertsInterface", None), "_global_mapping", None)

@@ -35,7 +35,12 @@ def script(matrix: Matrix, cell: Cell, observed: dict[str, Any] | None = None, e
         body = kernel_script(spec)
     else:
         raise HarnessError(f"{cell.id}: no repro script for scope {cell.scope!r}", key="CELL_ID")
-    return header(cell, spec, observed, env_label) + "\n" + body.text()
+    text = body.text()
+    # The cell's axis values, for tools that drive the script (harness/history_bisect_driver.py reads them).
+    line = f"CELL = {spec['cell']!r}\n"
+    at = text.rfind("\nif __name__ ==")
+    text = text[:at + 1] + line + text[at + 1:] if at >= 0 else text + line
+    return header(cell, spec, observed, env_label) + "\n" + text
 
 
 def header(cell: Cell, spec: dict[str, Any], observed: dict[str, Any] | None, env_label: str | None) -> str:

@@ -231,6 +231,7 @@ def main():
             print(f"call {call} ({tokens} tokens): " + (problem or f"max relative error {rel:.3g}"), flush=True)
             assert not problem, f"call {call} ({tokens} tokens): {problem}"
     print("observed: pass (did not reproduce: every call passed)")
+CELL = {'source': 'reference', 'backend': 'grouped_mm', 'mode': 'reduce-overhead', 'dtype': 'float16', 'fullgraph': True, 'device': 'cuda', 'shape': 'decode', 'layout': 'default', 'scope': 'kernel', 'phase': 'inference'}
 if __name__ == "__main__":
     try:
         main()
