@@ -16,7 +16,8 @@ from harness.registered import DOCUMENTED
 from harness.report_inputs import Env, Observation, env_sort_key
 from harness.report_merge import Merged
 from harness.matrix import DTYPES
-from harness.report_model import COMPILED_MODES, Summary, assign_paths, fullgraph_twins, mode_label, summarize
+from harness.report_model import (COMPILED_MODES, Summary, assign_paths, dtypes_text, fullgraph_twins, modes_text,
+                                  summarize)
 
 # The claim of the docs' table: the experts kernel, at inference, on the standard (gate_up) layout.
 CLAIM_SCOPE = {"scope": "kernel", "phase": "inference", "layout": "default"}
@@ -132,15 +133,11 @@ def _platform_summary(group: list[Observation], twins) -> Summary | None:
 
 
 def _modes(s: Summary) -> str:
-    if not s.modes:
-        return "no mode works"
-    if s.modes == COMPILED_MODES:
-        return "all"
-    return ", ".join(mode_label(m) for m in s.modes)
+    return modes_text(s.modes)
 
 
 def _dtypes(s: Summary) -> str:
-    return ", ".join(s.dtypes) if s.dtypes else "no dtype works"
+    return dtypes_text(s.dtypes)
 
 
 def _fullgraph(s: Summary) -> str:

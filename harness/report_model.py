@@ -44,15 +44,15 @@ def mode_label(mode: str) -> str:
 
 
 def modes_text(modes: tuple[str, ...]) -> str:
-    """`all` when every compiled mode works, else the list in the matrix's order."""
+    """`all` when every compiled mode works, else the list in the matrix's order; never `none` (reads like None)."""
     if modes == COMPILED_MODES:
         return "all"
-    return ", ".join(mode_label(m) for m in modes) or "none"
+    return ", ".join(mode_label(m) for m in modes) or "no mode works"
 
 
 def dtypes_text(dtypes: tuple[str, ...]) -> str:
-    """The dtypes, comma-separated, or `none`."""
-    return ", ".join(dtypes) or "none"
+    """The dtypes, comma-separated, or `no dtype works`."""
+    return ", ".join(dtypes) or "no dtype works"
 
 
 def assign_paths(observations: list[Observation]) -> tuple[dict[int, str | None], dict[int, bool]]:
