@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.baseline import check_run, diff_cells
+from harness.results.baseline import check_run, diff_cells
 from tests.conftest import fixture_backend, matrix_doc, run_harness, write_matrix
 from tests.test_report import cell, doc, write
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from harness.cells import expand_cells, expectation_for
-from harness.matrix import load_matrix
-from harness.cli import main
+from harness.cells.cell import expand_cells, expectation_for
+from harness.config.matrix import load_matrix
+from harness.cli.main import main
 from tests.conftest import fixture_backend, matrix_doc, write_matrix
 from tests.test_report import doc, write
 

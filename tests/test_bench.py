@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from harness.bench_claims import check_all, compare, fastest_outcome
-from harness.bench_config import AUTOTUNE_MODES, MODES, BenchShape, Item, make_config, parse_shape, plan_items
-from harness.bench_merge import merge_runs
-from harness.bench_point import PointContext, measure_point
-from harness.bench_report import write_report
-from harness.bench_results import SCHEMA, load_bench
-from harness.bench_subjects import build_experts
-from harness.bench_timing import profile_call, summarize
+from harness.bench.claims import check_all, compare, fastest_outcome
+from harness.bench.config import AUTOTUNE_MODES, MODES, BenchShape, Item, make_config, parse_shape, plan_items
+from harness.bench.merge import merge_runs
+from harness.bench.point import PointContext, measure_point
+from harness.bench.report import write_report
+from harness.bench.results import SCHEMA, load_bench
+from harness.bench.subjects import build_experts
+from harness.bench.timing import profile_call, summarize
 from harness.errors import HarnessError
 from tests.conftest import run_harness
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.cli import build_parser
+from harness.cli.main import build_parser
 from tests.conftest import REPO_ROOT
 
 CI = REPO_ROOT / "reports" / "CI.md"
@@ -81,8 +81,8 @@ def test_the_workflow_commands_that_need_no_torch_work_in_a_copy(tmp_path):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(source, target)
-    from harness import environment
-    from harness.results import SCHEMA_VERSION
+    from harness.environment import machine as environment
+    from harness.results.results_json import SCHEMA_VERSION
 
     cell = {"id": "reference-eager-uncompiled-float32-cpu-decode", "source": "reference", "backend": "eager",
             "mode": "uncompiled", "dtype": "float32", "fullgraph": None, "device": "cpu", "shape": "decode",

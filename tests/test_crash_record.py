@@ -6,7 +6,7 @@ import sysconfig
 
 import pytest
 
-from harness.executor import crash_report
+from harness.running.executor import crash_report
 from tests.conftest import fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 # What faulthandler (PYTHONFAULTHANDLER=1) prints when a process with a second thread aborts: every thread,
@@ -16,14 +16,14 @@ TWO_THREADS = """\
 Fatal Python error: Aborted
 
 Thread 0x00007f98054146c0 (most recent call first):
-  File "/work/harness/executor_child.py", line 61 in watch
+  File "/work/harness/running/executor_child.py", line 61 in watch
   File "/usr/lib/python3.11/threading.py", line 982 in run
   File "/usr/lib/python3.11/threading.py", line 1045 in _bootstrap_inner
 
 Current thread 0x00007f9824c20b80 (most recent call first):
   File "/work/tests/fixtures/backends.py", line 77 in abort
-  File "/work/harness/cell_run.py", line 85 in forward
-  File "/work/harness/cell_run.py", line 41 in run_cell
+  File "/work/harness/measure/cell_run.py", line 85 in forward
+  File "/work/harness/measure/cell_run.py", line 41 in run_cell
 
 Extension modules: numpy.core._multiarray_umath, torch._C (total: 2)
 """
@@ -33,14 +33,14 @@ Fatal Python error: Segmentation fault
 
 Stack (most recent call first):
   File "/work/my_backend.py", line 12 in kernel
-  File "/work/harness/cell_run.py", line 85 in forward
+  File "/work/harness/measure/cell_run.py", line 85 in forward
 """
 
 NATIVE_THREAD = """\
 Fatal Python error: Segmentation fault
 
 Thread 0x0000000000000001 (most recent call first):
-  File "/work/harness/executor_child.py", line 61 in watch
+  File "/work/harness/running/executor_child.py", line 61 in watch
 
 Current thread 0x0000000000000002 (most recent call first):
   <no Python frame>

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import profiler_probe
-from harness.cell_run import dispatch_proof
+from harness.measure import profiler_probe
+from harness.measure.cell_run import dispatch_proof
 
 GROUPED = SimpleNamespace(expected_ops=("grouped_mm",), forbidden_ops=("bmm",))
 

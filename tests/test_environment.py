@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness import environment
+from harness.environment import machine as environment
 from tests.conftest import REPO_ROOT
 
 
@@ -29,7 +29,7 @@ def test_torch_version_without_import_equals_the_imported_one():
 
 @pytest.mark.skipif(not environment.gpu_impossible(), reason="this machine has GPU device nodes")
 def test_no_gpu_machine_answers_without_importing_torch():
-    code = ("import sys; from harness import environment as e; "
+    code = ("import sys; from harness.environment import machine as e; "
             "print(e.cuda_capability(), e.cuda_available(), e.collect(('cpu', 'cuda'))['compute_capability'], "
             "'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)

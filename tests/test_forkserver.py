@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from harness import forkserver
-from harness.cells import cell_spec, expand_cells
-from harness.executor import Executor, executor_env
-from harness.matrix import load_matrix
+from harness.running import forkserver
+from harness.cells.cell import cell_spec, expand_cells
+from harness.running.executor import Executor, executor_env
+from harness.config.matrix import load_matrix
 from tests.conftest import fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 FAULTS = ["healthy", "abort", "segfault", "hang", "leak_thread", "runtime_failure", "exhaust_memory", "healthy_again"]

@@ -12,11 +12,19 @@ import sys
 
 import pytest
 
-from harness import history_envs, history_html, history_markdown, history_releases, history_sweep
+from harness.history import envs as history_envs
+
+from harness.history import html as history_html
+
+from harness.history import markdown as history_markdown
+
+from harness.history import releases as history_releases
+
+from harness.history import sweep as history_sweep
 from harness.errors import HarnessError
-from harness.history_compare import compare
-from harness.history_table import NOT_APPLICABLE, load, root_cause
-from harness.history_write import write
+from harness.history.compare import compare
+from harness.history.table import NOT_APPLICABLE, load, root_cause
+from harness.history.write import write
 
 AVAILABLE = ["4.57.6", "5.0.0", "5.1.0", "5.2.0", "5.3.0", "5.3.1rc1", "5.10.1", "5.10.4", "5.9.0"]
 GMM_F16 = "transformers-grouped_mm-default-float16-fullgraph-cpu-decode"

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from harness import history_bisect_driver as driver
-from harness.history_bisect import bisect
+from harness.history import bisect_driver as driver
+from harness.history.bisect import bisect
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CELL = "transformers-batched_mm-uncompiled-float32-cpu-decode"

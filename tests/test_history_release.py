@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROBE = """
 import json, sys
-from harness.history_release import not_in_release
+from harness.sources.release import not_in_release
 failed = {"status": "runtime_error", "error": {"type": "AttributeError", "message": "boom"}}
 out = {}
 for name, cell in json.loads(sys.argv[1]).items():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from harness.baseline import cross_env_changes
-from harness.report_inputs import load_observations
-from harness.report_merge import merge
-from harness.results import read_results
+from harness.results.baseline import cross_env_changes
+from harness.results.observations import load_observations
+from harness.results.merge import merge
+from harness.results.results_json import read_results
 from tests.conftest import run_harness
 from tests.test_report import cell, cpu_matrix, doc, write
 

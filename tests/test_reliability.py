@@ -15,7 +15,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.portable import local_path, portable_path
-from harness.results import read_results
+from harness.results.results_json import read_results
 from tests.conftest import REPO_ROOT, fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 CLEAN = ["state_sensitive", "healthy"]

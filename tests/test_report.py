@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.cells import Cell
-from harness.cmd_report import render
-from harness.docs_table import build_docs_table
+from harness.cells.cell import Cell
+from harness.cli.cmd_report import render
+from harness.report.docs_table import build_docs_table
 from harness.errors import HarnessError
-from harness.report_claims import compare, read_claims
-from harness.report_inputs import load_observations
-from harness.report_merge import merge
+from harness.report.claims import compare, read_claims
+from harness.results.observations import load_observations
+from harness.results.merge import merge
 from tests.conftest import REPO_ROOT, run_harness
 
 CLAIMS = str(REPO_ROOT / "reports" / "docs_claims.md")
@@ -202,7 +202,7 @@ def test_cli_writes_the_report_and_rejects_a_corrupt_file(tmp_path):
 def test_report_commands_need_no_torch(tmp_path):
     """The CI report job installs only pyyaml: importing torch there would fail."""
     results = write(tmp_path / "r.json", doc(cpu_matrix()))
-    code = ("import sys; sys.modules['torch'] = None; from harness.cli import main; "
+    code = ("import sys; sys.modules['torch'] = None; from harness.cli.main import main; "
             f"sys.exit(main(['report', {results!r}, '--format', 'html', '--out', {str(tmp_path / 'r.html')!r}]))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

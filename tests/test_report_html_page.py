@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shlex
 
-from harness.report_html import SECTIONS
-from harness.report_html_cells import CATEGORIES, cause_key, normalise, rerun_command
-from harness.report_html_select import keyword_expression, matches
+from harness.report.html.page import SECTIONS
+from harness.report.html.cells import CATEGORIES, cause_key, normalise, rerun_command
+from harness.report.html.select import keyword_expression, matches
 from tests.report_html_support import HOSTILE, cells, page, parse, record
 
 

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
-from harness.cells import Cell, expand_cells
+from harness.cells.cell import Cell, expand_cells
 from harness.errors import HarnessError
-from harness.matrix import load_matrix
-from harness.repro import cell_spec, script
-from harness.repro_specialise import Facts, Specialiser
+from harness.config.matrix import load_matrix
+from harness.repro.script import cell_spec, script
+from harness.repro.specialise import Facts, Specialiser
 from tests.conftest import REPO_ROOT, fixture_backend, matrix_doc, run_harness, write_matrix
 
 MATRIX = str(REPO_ROOT / "matrix.yaml")
@@ -103,7 +103,7 @@ def test_reference_failure_reproduces_with_only_torch(tmp_path):
 
 def test_default_out_is_beside_the_results(tmp_path, monkeypatch, capsys):
     """--results DIR/results.json writes DIR/repro/repro_<id>.py; neither --out nor --results: ./, said where."""
-    from harness.cmd_repro import run
+    from harness.cli.cmd_repro import run
 
     results = tmp_path / "run" / "results.json"
     results.parent.mkdir()
@@ -124,7 +124,7 @@ def test_default_out_is_beside_the_results(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_script_builds_the_harness_weights_and_inputs(tmp_path):
     """Same seed, module and inputs: the script's per-call errors are the harness's, digit for digit."""
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     matrix = _matrix()
     cell = _cell(matrix, "reference-grouped_mm-uncompiled-bfloat16-cpu-prefill")
@@ -250,7 +250,7 @@ def test_transformers_eager_fullgraph_failure_reproduces(tmp_path):
 @pytest.mark.slow
 def test_transformers_script_builds_the_harness_experts_and_inputs(tmp_path):
     """Same family, config, seeded weights and inputs: the script's per-call errors are the harness's."""
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     matrix = _matrix()
     cell_id = "transformers-grouped_mm-uncompiled-float32-cpu-decode"
@@ -281,7 +281,7 @@ _SWAP_GROUPED_FOR_BATCHED = ("from transformers.integrations.moe import ALL_EXPE
 def test_transformers_misdispatch_is_caught_by_the_harness_and_its_script_alike(tmp_path, monkeypatch):
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     matrix = _matrix()
     cell_id = "transformers-grouped_mm-uncompiled-float32-cpu-decode"
@@ -304,7 +304,7 @@ def test_transformers_misdispatch_is_caught_by_the_harness_and_its_script_alike(
 @pytest.mark.slow
 def test_training_script_checks_gradients_like_the_harness(tmp_path):
     """Forward + backward, every gradient against the float64 oracle: the harness's numbers, per call."""
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     matrix = _matrix()
     cell_id = "transformers-eager-uncompiled-float32-cpu-decode-training"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import environment
+from harness.environment import machine as environment
 from tests.conftest import fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 pytestmark = pytest.mark.slow

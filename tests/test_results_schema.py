@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.errors import HarnessError
-from harness.results import SCHEMA_VERSION, read_results
+from harness.results.results_json import SCHEMA_VERSION, read_results
 
 
 def _record(cell_id: str, source: str, backend: str) -> dict:

@@ -2,7 +2,7 @@
 
 import json
 
-from harness.results import ResultsWriter, read_results
+from harness.results.results_json import ResultsWriter, read_results
 
 
 def _record(cell_id: str, status: str = "pass") -> dict:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from harness.portable import CHECKOUT, local_path, portable_json, portable_path, portable_text
-from harness.root_cause import describe, root_cause
-from harness.signals import error_record
+from harness.measure.root_cause import describe, root_cause
+from harness.measure.signals import error_record
 from tests.fixtures import compile_failures as cf
 
 HELPER = "tests/fixtures/compile_failures.py"
@@ -119,7 +119,7 @@ def test_an_unrelated_exception_being_handled_is_not_the_root_cause():
 
 
 def test_the_harness_is_never_where():
-    from harness.results import read_json
+    from harness.results.results_json import read_json
 
     with pytest.raises(Exception) as info:
         read_json(os.path.join(tempfile.gettempdir(), "no-such-dir-for-root-cause", "results.json"))

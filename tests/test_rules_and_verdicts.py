@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from harness.cells import Cell, Expectation, expand_cells, expectation_for, run_order
-from harness.matrix import load_matrix
-from harness.verdict import Status, Verdict, judge
+from harness.cells.cell import Cell, Expectation, expand_cells, expectation_for, run_order
+from harness.config.matrix import load_matrix
+from harness.results.verdict import Status, Verdict, judge
 from tests.conftest import fixture_backend, matrix_doc
 
 BACKENDS = {"healthy": fixture_backend("healthy"), "other": fixture_backend("graph_break")}
@@ -122,7 +122,7 @@ def test_overlapping_slices_give_each_cell_once(tmp_matrix):
 
 
 def test_a_backend_transformers_registers_without_a_rule_is_observed():
-    from harness.matrix import Rule
+    from harness.config.matrix import Rule
 
     cell = Cell("transformers", "sonicmoe", "default", "bfloat16", True, "cuda", "decode")
     assert expectation_for(cell, ()).expect == "observe"
@@ -178,13 +178,13 @@ def test_run_order_puts_cells_of_the_same_graphs_together_and_keeps_every_cell(t
 
 @pytest.mark.parametrize("text, capability", [("none", None), ("9.0", (9, 0)), ("12.1", (12, 1))])
 def test_capability_handed_to_workers_round_trips(text, capability):
-    from harness.environment import format_capability, parse_capability
+    from harness.environment.machine import format_capability, parse_capability
 
     assert parse_capability(text) == capability and format_capability(capability) == text
 
 
 def test_bad_capability_option_is_a_usage_error():
-    from harness.environment import parse_capability
+    from harness.environment.machine import parse_capability
 
     with pytest.raises(ValueError, match="MAJOR.MINOR"):
         parse_capability("sm90")
@@ -197,8 +197,8 @@ def test_collection_side_imports_no_torch():
 
     from tests.conftest import REPO_ROOT
 
-    code = ("import sys, harness.plugin; from harness.matrix import load_matrix; "
-            "from harness.cells import expand_cells, expectation_for, run_order; "
+    code = ("import sys, harness.running.plugin; from harness.config.matrix import load_matrix; "
+            "from harness.cells.cell import expand_cells, expectation_for, run_order; "
             "m = load_matrix('matrix.yaml', import_backends=False); "
             "[expectation_for(c, m.rules, (9, 0)) for c in run_order(m, expand_cells(m))]; "
             "print('torch' in sys.modules)")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.errors import HarnessError
-from harness.transformers_src import ENV_VAR, describe, resolve_src
+from harness.environment.transformers_src import ENV_VAR, describe, resolve_src
 from tests.conftest import REPO_ROOT, load_cells, run_harness
 from tests.mutants.moe_mutants import _link_dir, installed_package
 
@@ -74,7 +74,7 @@ def test_describe_reports_the_checkout_commit_and_dirtiness(tmp_path, monkeypatc
 
 
 def test_a_transformers_imported_from_elsewhere_fails_setup(monkeypatch, tmp_path):
-    from harness.source_transformers import check_imported_source
+    from harness.sources.transformers_experts import check_imported_source
 
     monkeypatch.setenv(ENV_VAR, str(tmp_path))
     with pytest.raises(RuntimeError, match="not from the --transformers-src tree"):
@@ -88,7 +88,7 @@ def test_a_transformers_imported_from_elsewhere_fails_setup(monkeypatch, tmp_pat
 def test_every_family_builds_transformers_experts_class(layout, cls):
     import torch
 
-    from harness.source_transformers import load_subject
+    from harness.sources.transformers_experts import load_subject
 
     subject = load_subject(_spec("grouped_mm", layout), torch.device("cpu"), torch.float32)
     assert type(subject.module).__name__ == cls
@@ -100,7 +100,7 @@ def test_every_family_builds_transformers_experts_class(layout, cls):
 def test_layout_without_family_and_bad_impls_are_errors():
     import torch
 
-    from harness.source_transformers import implementation_key, load_subject
+    from harness.sources.transformers_experts import implementation_key, load_subject
 
     with pytest.raises(ValueError, match="no transformers family"):
         load_subject(_spec("eager", "transposed"), torch.device("cpu"), torch.float32)
@@ -112,7 +112,7 @@ def test_layout_without_family_and_bad_impls_are_errors():
 def test_the_matrix_finds_every_registered_implementation_without_importing_transformers():
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-    from harness.registered import registered_keys
+    from harness.environment.registered import registered_keys
 
     assert set(registered_keys()) == {"eager", *ALL_EXPERTS_FUNCTIONS}
 
@@ -120,7 +120,7 @@ def test_the_matrix_finds_every_registered_implementation_without_importing_tran
 def test_a_function_registered_under_the_wrong_key_is_a_misdispatch(monkeypatch):
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     # "batched_mm" silently runs grouped_mm's function: outputs agree, only the profiler evidence can tell.
     monkeypatch.setitem(ALL_EXPERTS_FUNCTIONS._global_mapping, "batched_mm", ALL_EXPERTS_FUNCTIONS["grouped_mm"])
@@ -134,8 +134,8 @@ def test_eager_that_calls_an_interface_function_is_a_misdispatch(monkeypatch):
     import torch
     from transformers.integrations import moe
 
-    from harness.source_transformers import load_subject
-    from harness.tf_dispatch import MisDispatch
+    from harness.sources.transformers_experts import load_subject
+    from harness.sources.dispatch import MisDispatch
 
     # A broken decorator that ignores "eager" and always dispatches to grouped_mm.
     real = moe.ExpertsInterface.get_interface
@@ -150,7 +150,7 @@ def test_eager_that_calls_an_interface_function_is_a_misdispatch(monkeypatch):
 @pytest.mark.parametrize("layout", ["default", "gpt_oss", "non_gated"])
 @pytest.mark.parametrize("backend", ["eager", "batched_mm", "grouped_mm"])
 def test_uncompiled_kernel_cells_pass_with_dispatch_evidence(backend, layout):
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     outcome = run_cell(_spec(backend, layout, dtype="bfloat16"))
     assert outcome["status"] == "pass", outcome["error"]
@@ -160,7 +160,7 @@ def test_uncompiled_kernel_cells_pass_with_dispatch_evidence(backend, layout):
 
 
 def test_deepseek_v2_dense_routing_weights_break_transformers_functions():
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     batched = run_cell(_spec("batched_mm", "deepseek_v2"))
     assert batched["status"] == "runtime_error" and "must match the size" in batched["error"]["message"]
@@ -170,7 +170,7 @@ def test_deepseek_v2_dense_routing_weights_break_transformers_functions():
 
 
 def test_training_cell_compares_every_gradient_with_the_oracle():
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     outcome = run_cell(_spec("grouped_mm", "gpt_oss", phase="training"))
     assert outcome["status"] == "pass", outcome["error"]
@@ -184,7 +184,7 @@ def test_training_catches_a_wrong_gradient(monkeypatch):
     import torch
     from transformers.integrations import moe
 
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     class _WrongBackward(torch.autograd.Function):
         @staticmethod
@@ -204,7 +204,7 @@ def test_training_catches_a_wrong_gradient(monkeypatch):
 
 
 def test_uncompiled_model_cell_runs_every_documented_form():
-    from harness.model_run import run_model_cell
+    from harness.measure.model_run import run_model_cell
 
     outcome = run_model_cell(_spec("grouped_mm", shape=DECODE, scope="model"))
     assert outcome["status"] == "pass", outcome["error"]
@@ -216,8 +216,8 @@ def test_uncompiled_model_cell_runs_every_documented_form():
 
 
 def test_generate_check_expects_the_decode_switch_off_cpu():
-    from harness.model_checks import CheckFailed
-    from harness.model_generate import run_generate
+    from harness.measure.model_checks import CheckFailed
+    from harness.measure.model_generate import run_generate
 
     class _FakeModel:
         """Just what run_generate touches; generate() either switches like transformers or not."""
@@ -251,7 +251,7 @@ def test_generate_check_expects_the_decode_switch_off_cpu():
 
     cell = {"mode": "uncompiled", "fullgraph": None}
     ids = SimpleNamespace(shape=(1, 5))
-    import harness.model_generate as model_generate
+    import harness.measure.model_generate as model_generate
 
     original = model_generate.check_configured
     model_generate.check_configured = lambda *args: None
@@ -267,9 +267,9 @@ def test_generate_check_expects_the_decode_switch_off_cpu():
 # --- matrix.yaml -----------------------------------------------------------------------------------------
 
 def test_matrix_transformers_cells_only_on_family_layouts():
-    from harness.cells import expand_cells, expectation_for
-    from harness.matrix import load_matrix
-    from harness.tf_families import FAMILIES
+    from harness.cells.cell import expand_cells, expectation_for
+    from harness.config.matrix import load_matrix
+    from harness.sources.families import FAMILIES
 
     matrix = load_matrix(str(REPO_ROOT / "matrix.yaml"), import_backends=False)
     cells = [cell for cell in expand_cells(matrix) if cell.source == "transformers"]
@@ -312,7 +312,7 @@ def test_cli_runs_transformers_cells_from_a_source_tree(tmp_path):
 def test_a_hub_kernel_backend_without_its_prerequisite_is_not_applicable(mode):
     import importlib.util
 
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     if importlib.util.find_spec("kernels") is not None:
         pytest.skip("the `kernels` package is installed here: deepgemm would try to load its hub kernel")
@@ -324,7 +324,7 @@ def test_a_hub_kernel_backend_without_its_prerequisite_is_not_applicable(mode):
 def test_a_documented_backend_raising_import_error_still_fails(monkeypatch):
     from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-    from harness.cell_run import run_cell
+    from harness.measure.cell_run import run_cell
 
     def broken(*args, **kwargs):
         raise ImportError("a documented backend must not hide behind a missing prerequisite")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import environment
-from harness.cli import COMMANDS, build_parser
-from harness.results import SCHEMA_VERSION
+from harness.environment import machine as environment
+from harness.cli.main import COMMANDS, build_parser
+from harness.results.results_json import SCHEMA_VERSION
 from tests.conftest import REPO_ROOT, fixture_backend, matrix_doc, run_harness, write_matrix
 
 GPU = environment.cuda_available()

@@ -33,7 +33,7 @@ def test_background_kernel_builds_the_header_the_cells_kernels_use(tmp_path):
     # would mean the background kernel's command line differs from inductor's and its g++ work is wasted.
     proc = _python("""
         import threading, torch
-        from harness.warmup import prepare
+        from harness.running.warmup import prepare
         prepare()
         # (a cold warm-up also starts tqdm's monitor thread; the fork server stops it before forking)
         assert not [t for t in threading.enumerate() if t.name == "harness-cpp-setup"], threading.enumerate()
@@ -52,7 +52,7 @@ def test_background_kernel_builds_the_header_the_cells_kernels_use(tmp_path):
 def test_a_failing_background_set_up_costs_only_its_head_start(tmp_path):
     proc = _python("""
         import threading
-        from harness import warmup
+        from harness.running import warmup
 
         warmup._CPP_KERNEL += "#error no compiler today\\n"  # fails after the header is built, like a g++ failure
         warmup.prepare()

@@ -15,7 +15,7 @@ import shlex
 import pytest
 import yaml
 
-from harness.cli import build_parser
+from harness.cli.main import build_parser
 from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from tests.conftest import REPO_ROOT
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the experts backends: latency, memory and roofline, and the docs' performance claims."""

@@ -1,0 +1,1 @@
+"""Configuration: matrix.yaml read, validated and typed (the axes, backends, shapes, slices and rules)."""

@@ -1,0 +1,1 @@
+"""The release history: sweeps over transformers (and torch) releases, change points, bisect."""

@@ -1,0 +1,259 @@
+"""Repro scripts of kernel-scope cells (inference and training): the harness's own code, folded to the cell.
+
+The script builds the module the harness builds (our `Experts` with the reference backend, or a user backend
+imported by its dotted path, or transformers' experts class of the cell's family with
+`config._experts_implementation` set to the backend's name) and runs the harness's own code on it, inlined
+by harness/repro/source.py and folded to the cell by harness/repro/specialise.py (only its layout, device,
+routing shape and oracle branch; `spec[...]` replaced by the cell's values):
+
+- transformers cells run harness/measure/cell_run.py's `_run_kernel_cell` (or harness/measure/training.py's
+  `run_training_cell`) whole: setup, the call loop, the steady-state and profiled calls, both dispatch
+  proofs (uncompiled probe under the spy of harness/sources/dispatch.py, the profiled ops), MisDispatch;
+- reference and user training cells run harness/measure/training.py's `_train_all` (the call loop, gradients
+  against the float64 oracle);
+- reference and user inference cells, the ones a torch bug report is made of, keep to the essentials:
+  `main` calls the harness's `_compile`, `_inputs`, `oracle_forward` and `_compare` in `_call_all`'s order,
+  without `_call_all`'s bookkeeping (status records, timings) and with no steady-state or profiled calls.
+
+Written for the script: `main`, which prints the versions (Python, OS, torch, transformers, GPU) and the
+observed vs expected outcome, and stand-ins for the harness's machinery: `error_record` prints the
+traceback, `SignalCollector` collects no graph breaks or recompiles (its profiled call is the harness's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.repro.source import Script
+from harness.repro.specialise import Facts
+
+REFERENCE = "backends.reference"
+UNDER_TEST = (REFERENCE, "backends.grouped")  # folded to the cell, never trimmed further
+_LAYOUT_FLAGS = ("is_transposed", "has_bias", "has_gate", "is_concatenated")
+
+VERSIONS = '''
+def versions():
+    gpu = f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}" if torch.cuda.is_available() else "none"
+    return f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, GPU: {gpu}"
+'''
+
+TF_VERSIONS = '''
+def versions():
+    gpu = f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}" if torch.cuda.is_available() else "none"
+    return (f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, "
+            f"transformers {transformers.__version__} ({os.path.dirname(transformers.__file__)}), GPU: {gpu}")
+'''
+
+# harness/measure/signals.py's error_record digs the root cause out of Dynamo's wrappers; a script shows the traceback.
+ERROR_RECORD = '''
+def error_record(exc, phase):  # stand-in for the harness's: print the traceback
+    traceback.print_exception(exc)
+    return {"type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+            "message": (str(exc).strip().splitlines() or [""])[0], "phase": phase}
+'''
+
+# harness/measure/signals.py's SignalCollector without the signals; `profile` is grafted on from the real one.
+SIGNAL_COLLECTOR = '''
+class SignalCollector:  # stand-in for the harness's: no graph breaks or recompiles, only the profiled call
+    def __init__(self, cell):
+        self.cell = cell
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+    def result(self):
+        return {}
+'''
+GRAFT = {"SignalCollector": ("harness.measure.signals", ("profile",))}
+
+# The outcome the harness's cell function returns, printed: per call, then observed vs expected.
+REPORT = '''
+def report(spec, outcome):
+    for call, record in enumerate(outcome["signals"]["calls"]):
+        errors = {k.replace("_", " "): record[k] for k in ("rel_error", "grad_rel_error") if k in record}
+        print(f"call {call} ({record['tokens']} tokens):", "raised" if record.get("error") else ", ".join(
+            f"{k} {'n/a' if v is None else format(v, '.3g')}" for k, v in errors.items()))GRADIENTS
+    error = outcome["error"]
+    print(f"observed: {outcome['status']}" + (f" in {error['phase']}: {error['type']}: {error['message']}"
+                                              if error else ""))
+    print(EXPECTED_LINE)
+    if outcome["status"] == "pass":
+        print("did not reproduce: everything passed")
+    return int(outcome["status"] != "pass")
+'''
+_GRADIENTS = '''
+    for name, value in outcome["signals"].get("grad_errors", {}).items():
+        print(f"gradient of {name}: max relative error {value:.3g}")'''
+MAIN_GUARD = '''
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+TRANSFORMERS_MAIN = '''
+def main(spec):
+    print(versions(), flush=True)  # before any traceback
+    return report(spec, RUNNER(spec))
+'''
+
+# The module and subject as harness/sources/subjects.py's _reference_subject builds them (resolve_impl: the backend).
+_OWN_SUBJECT = '''
+    module = make_experts(spec["shape"]["experts"], spec["shape"]["hidden"], spec["shape"]["intermediate"],
+                          layout=spec["cell"]["layout"], dtype=dtype, device=device, seed=spec["seed"])
+    subject = types.SimpleNamespace(module=module, fn=BACKEND, dense_routing=DENSE)  # as harness/sources/subjects.py'''
+
+OWN_TRAINING_MAIN = '''
+def main(spec):
+    print(versions(), flush=True)  # before any traceback
+    device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
+    torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
+    reference = copy.deepcopy(module).to(torch.float64)
+    compiled = _compile(spec, subject)
+    signals = {"calls": [], "max_rel_error": None, "grad_errors": {}}
+    with torch.enable_grad():
+        status, error = _train_all(spec, subject, reference, compiled, device, dtype, signals)
+    return report(spec, {"status": status, "error": error, "signals": signals})
+'''
+
+# Inference of our own backends: _call_all's calls and checks, in its order, and nothing else (short enough
+# to paste into a bug report); the traceback of a failing call is Python's own.
+OWN_INFERENCE_MAIN = '''
+def main(spec):
+    print(f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, GPU: "
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\\nEXPECTED_TEXT", flush=True)
+    device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
+    torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
+    compiled = _compile(spec, subject)
+    with torch.no_grad():  # as generate() runs
+        for call, tokens in enumerate(spec["shape"]["tokens"]):
+            args = _inputs(spec, subject, tokens, device, dtype, call)
+            out = compiled(*args)  # a compile or runtime failure raises here
+            problem, rel = _compare(out, oracle_forward(module, *args), tokens, spec["shape"]["hidden"], dtype)
+            problem = problem or (rel > spec["tolerance"] and f"max relative error {rel:.3g} > tolerance")
+            print(f"call {call} ({tokens} tokens): " + (problem or f"max relative error {rel:.3g}"), flush=True)
+            assert not problem, f"call {call} ({tokens} tokens): {problem}"
+    print("observed: pass (did not reproduce: every call passed)")
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:
+        what = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+        print(f"observed: {what}: {str(exc).strip().splitlines()[0]}", flush=True)
+        raise
+'''
+
+
+def kernel_script(spec: dict[str, Any]) -> Script:
+    """The script's code: the harness's functions the cell runs, main and stand-ins."""
+    cell = spec["cell"]
+    training, transformers = cell["phase"] == "training", cell["source"] == "transformers"
+    script = Script(facts(spec), verbatim=UNDER_TEST, drop_members={"Experts": ("forward", "extra_repr")},
+                    select={"FAMILIES": (cell["layout"],)}, drop_calls={"check_imported_source"}, graft=GRAFT)
+    if transformers:
+        for name in ("os", "platform", "sys", "torch", "traceback", "transformers"):
+            script.add_import(name)
+        script.glue(TF_VERSIONS + ERROR_RECORD + SIGNAL_COLLECTOR, "harness.repro.kernel", "harness.measure.signals")
+        runner, home = ("run_training_cell", "harness.measure.training") if training else \
+            ("_run_kernel_cell", "harness.measure.cell_run")
+        script.glue(report_text(spec) + TRANSFORMERS_MAIN.replace("RUNNER", runner) + MAIN_GUARD, home)
+        return script
+    function = _own_backend(script, spec)
+    replace = {"BACKEND": function, "DENSE": repr(_dense_routing(spec))}
+    if training:
+        for name in ("copy", "platform", "sys", "torch", "traceback", "types"):
+            script.add_import(name)
+        script.glue(VERSIONS + ERROR_RECORD, "harness.repro.kernel")
+        main = report_text(spec) + _fill(OWN_TRAINING_MAIN, replace) + MAIN_GUARD
+        script.glue(main, "harness.measure.training", "backends.experts")
+    else:
+        for name in ("platform", "torch", "types"):
+            script.add_import(name)
+        expected = f"expected: pass ({expected_text(spec)})".replace("{", "{{").replace("}", "}}").replace('"', "'")
+        main = _fill(OWN_INFERENCE_MAIN, {**replace, "EXPECTED_TEXT": expected})
+        script.glue(main, "harness.measure.cell_run", "backends.experts", "backends.oracle")
+    return script
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
+
+
+def report_text(spec: dict[str, Any]) -> str:
+    """`report()` for this cell: its expected outcome in words, gradients for training cells."""
+    return _fill(REPORT, {"EXPECTED_LINE": repr(f"expected: pass ({expected_text(spec)})"),
+                          "GRADIENTS": _GRADIENTS if spec["cell"]["phase"] == "training" else ""})
+
+
+def expected_text(spec: dict[str, Any]) -> str:
+    """What passing means for this cell, in words."""
+    tolerance = spec["tolerance"]
+    if spec["cell"]["scope"] == "model":
+        return (f"every model check holds; compiled logits within {tolerance:g} (max relative error) of the eager "
+                f"uncompiled model")
+    what = "output and every gradient" if spec["cell"]["phase"] == "training" else "output"
+    return f"each call's {what} within {tolerance:g} (max relative error) of the float64 oracle"
+
+
+def facts(spec: dict[str, Any]) -> Facts:
+    """What the cell fixes: its spec and cell, device, routing shape, and (our Experts) the layout's flags."""
+    cell = spec["cell"]
+    dense = _dense_routing(spec)
+    found = Facts(params={"spec": spec, "cell": cell},
+                  func_params={"oracle_forward": {"differentiable": cell["phase"] == "training"}},
+                  attrs={"device": {"type": cell["device"]}},
+                  class_attrs={"SignalCollector": {"self": {"cell": cell}}})
+    # The oracle's branches for the inputs harness/measure/cell_run.py's _inputs makes: routing weights [T, K] (or
+    # [T, E] for a dense-routing layout), expert ids from a top-k over the experts (never out of range).
+    found.exprs["oracle_forward"] = {"not 0 <= e < num_experts": False}
+    if spec["shape"]["top_k"] != spec["shape"]["experts"]:
+        found.exprs["oracle_forward"].update({"tuple(top_k_weights.shape) == (num_tokens, num_top_k)": not dense,
+                                              "tuple(top_k_weights.shape) == (num_tokens, num_experts)": dense})
+    if cell["source"] == "transformers":
+        # transformers' experts classes are never backends/experts.py's; their flags are read as they run.
+        found.exprs["_gate_split"] = {"gate_fn is Experts._apply_gate": False}
+        return found
+    flags = _layout_flags(cell["layout"])
+    found.func_params["make_experts"] = {"layout": cell["layout"]}
+    found.func_params["Experts.__init__"] = {name: flags[name] for name in _LAYOUT_FLAGS}
+    found.attrs["module"] = flags
+    found.attrs["subject"] = {"dense_routing": dense, "expected_ops": (), "forbidden_ops": ()}
+    found.class_attrs["Experts"] = {"self": flags}
+    found.exprs["oracle_forward"]["_gate_split(module)"] = flags["split"]
+    return found
+
+
+def _dense_routing(spec: dict[str, Any]) -> bool:
+    """Whether the cell's routing weights are [T, E] router scores (harness/sources/subjects.py, harness/sources/families.py)."""
+    layout = spec["cell"]["layout"]
+    if spec["cell"]["source"] == "transformers":
+        from harness.sources.families import FAMILIES
+
+        return FAMILIES[layout].dense_routing if layout in FAMILIES else False
+    from backends.layouts import DENSE_ROUTING_LAYOUTS
+
+    return layout in DENSE_ROUTING_LAYOUTS
+
+
+def _layout_flags(layout: str) -> dict[str, Any]:
+    """The flags our Experts module has in `layout` (and how the oracle splits its gate), read off a real one."""
+    from backends import oracle
+    from backends.experts import make_experts
+
+    module = make_experts(2, 4, 2, layout=layout)
+    flags = {name: getattr(module, name) for name in _LAYOUT_FLAGS + ("has_post_expert_norm",)}
+    flags["split"] = oracle._gate_split(module) if module.has_gate else None
+    return flags
+
+
+def _own_backend(script: Script, spec: dict[str, Any]) -> str:
+    """The reference backend inlined, or a user backend imported (it is the user's code); its name."""
+    module_name, _, function = spec["impl"].partition(":")
+    if module_name == REFERENCE:
+        script.need(REFERENCE, function)
+    else:
+        script.add_import(module_name, function)
+    return function

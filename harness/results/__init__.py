@@ -1,0 +1,1 @@
+"""Results: statuses and verdicts, results.json, observations read back, merges and baselines."""

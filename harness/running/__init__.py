@@ -1,0 +1,1 @@
+"""Running cells: the pytest plugin, the executor processes, the fork server, isolation and the summary."""
