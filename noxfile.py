@@ -34,7 +34,8 @@ def compile_matrix(session: nox.Session, torch: str) -> None:
 def tests(session: nox.Session, torch: str) -> None:
     """Run the harness's own test suite; arguments after -- go to pytest."""
     _install(session, torch)
-    session.install("check-jsonschema")  # validates the GitHub workflow against its published schema
+    # check-jsonschema validates the GitHub workflow against its published schema; import-linter checks the layout
+    session.install("check-jsonschema", "import-linter")
     session.run("python", "-m", "pytest", "-n", "2", *session.posargs)
 
 

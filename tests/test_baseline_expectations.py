@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.cells.cell import expand_cells, expectation_for
-from harness.config.matrix import load_matrix
+from harness.config.load import load_matrix
 from harness.cli.main import main
 from tests.conftest import fixture_backend, matrix_doc, write_matrix
 from tests.test_report import doc, write

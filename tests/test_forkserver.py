@@ -11,7 +11,7 @@ import pytest
 from harness.running import forkserver
 from harness.cells.cell import cell_spec, expand_cells
 from harness.running.executor import Executor, executor_env
-from harness.config.matrix import load_matrix
+from harness.config.load import load_matrix
 from tests.conftest import fixture_backend, load_cells, matrix_doc, run_harness, write_matrix
 
 FAULTS = ["healthy", "abort", "segfault", "hang", "leak_thread", "runtime_failure", "exhaust_memory", "healthy_again"]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from harness.errors import HarnessError
-from harness.config.matrix import load_matrix
+from harness.config.load import load_matrix
 from tests.conftest import REPO_ROOT, fixture_backend, matrix_doc, run_harness
 
 GOOD_BACKENDS = {"healthy": fixture_backend("healthy")}
@@ -86,7 +86,7 @@ def test_bad_backend_path(tmp_matrix, impl, expected):
 
 def test_loading_the_shipped_matrix_does_not_import_torch():
     # The controller validates matrix.yaml on every run; importing torch there costs a core ~2.5 s.
-    code = "import sys; from harness.config.matrix import load_matrix; load_matrix('matrix.yaml'); print('torch' in sys.modules)"
+    code = "import sys; from harness.config.load import load_matrix; load_matrix('matrix.yaml'); print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from harness.cells.cell import Cell, Expectation, expand_cells, expectation_for, run_order
-from harness.config.matrix import load_matrix
+from harness.config.load import load_matrix
 from harness.results.verdict import Status, Verdict, judge
 from tests.conftest import fixture_backend, matrix_doc
 
@@ -197,7 +197,7 @@ def test_collection_side_imports_no_torch():
 
     from tests.conftest import REPO_ROOT
 
-    code = ("import sys, harness.running.plugin; from harness.config.matrix import load_matrix; "
+    code = ("import sys, harness.running.plugin; from harness.config.load import load_matrix; "
             "from harness.cells.cell import expand_cells, expectation_for, run_order; "
             "m = load_matrix('matrix.yaml', import_backends=False); "
             "[expectation_for(c, m.rules, (9, 0)) for c in run_order(m, expand_cells(m))]; "

@@ -268,7 +268,7 @@ def test_generate_check_expects_the_decode_switch_off_cpu():
 
 def test_matrix_transformers_cells_only_on_family_layouts():
     from harness.cells.cell import expand_cells, expectation_for
-    from harness.config.matrix import load_matrix
+    from harness.config.load import load_matrix
     from harness.sources.families import FAMILIES
 
     matrix = load_matrix(str(REPO_ROOT / "matrix.yaml"), import_backends=False)

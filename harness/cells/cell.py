@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import zlib
 from dataclasses import dataclass, fields
 from typing import Any
 
-from harness.config.matrix import AXES, Matrix, Rule
+from harness.config.matrix import Matrix, Rule, admitted_points
 from harness.environment.registered import DOCUMENTED
 
 
@@ -65,29 +64,7 @@ _FIELDS = tuple(field.name for field in fields(Cell))
 
 def expand_cells(matrix: Matrix) -> list[Cell]:
     """Every cell some slice admits, in a stable order (backends in file order, then the axes)."""
-    cells = []
-    for backend in matrix.backends.values():
-        seen: set[tuple[Any, ...]] = set()
-        for slice_ in matrix.slices:
-            limits = dict(slice_.match)
-            if backend.source not in limits.get("source", (backend.source,)) or \
-                    backend.name not in limits.get("backend", (backend.name,)):
-                continue
-            # The slice's values per axis, narrowed up front (the full product is ~2k per backend).
-            axes = [[value for value in matrix.axes[axis] if axis not in limits or value in limits[axis]]
-                    for axis in AXES]
-            seen.update(itertools.product(*axes))
-        rank = {axis: {value: i for i, value in enumerate(matrix.axes[axis])} for axis in AXES}
-        for values in sorted(seen, key=lambda vals: [rank[axis][value] for axis, value in zip(AXES, vals)]):
-            mode, dtype, fullgraph, device, shape, layout, scope, phase = values
-            if mode == "uncompiled":
-                if fullgraph != matrix.axes["fullgraph"][0] and (*values[:2], matrix.axes["fullgraph"][0],
-                                                                 *values[3:]) in seen:
-                    continue  # one control cell, not one per fullgraph value
-                fullgraph = None
-            cells.append(Cell(backend.source, backend.name, mode, dtype, fullgraph, device, shape, layout,
-                              scope, phase))
-    return cells
+    return [Cell(backend.source, backend.name, *values) for backend, values in admitted_points(matrix)]
 
 
 # Axes in run order: the ones a compiled graph does not depend on vary fastest (see run_order).

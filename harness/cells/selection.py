@@ -109,3 +109,91 @@ def read_selection(path: str) -> dict[str, Any]:
     """The selection file written by `Selection.write`."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def select(args, cells, capability, env, previous):
+    """The cells `harness run` runs and the records it keeps; None (after saying why) when there is nothing to do.
+
+    `args` holds the run's options (source, device, cell, keyword, shard, resume, last_failed, strict, out,
+    matrix: `harness run`'s namespace); `previous` is the results document --resume/--last-failed start from.
+    Every mistake is a HarnessError naming the option, raised before any cell runs.
+    """
+
+    sources = sorted({cell.source for cell in cells})
+    for source in args.source:
+        if source not in sources:
+            raise HarnessError(f"no backend of source {source!r} in {args.matrix}", key="--source",
+                               allowed=", ".join(sources))
+    if "cuda" in args.device and capability is None:
+        raise HarnessError("--device cuda asks for cells that cannot run: this machine has no CUDA device "
+                           "(torch.cuda.is_available() is False)", key="--device")
+    known = {cell.id for cell in cells}
+    for cell_id in args.cell:
+        if cell_id not in known:
+            raise HarnessError(f"no cell with id {cell_id!r} in {args.matrix}", key="--cell")
+    selected = [c for c in cells if (not args.source or c.source in args.source)
+                and (not args.device or c.device in args.device) and (not args.cell or c.id in args.cell)]
+    if not selected:
+        raise HarnessError("--source, --device and --cell together match no cell", key="selection")
+    if args.keyword and args.keyword.strip():
+        match = keyword_matcher(args.keyword.strip())
+        matching = [cell for cell in selected if match(cell.id)]
+        if not matching:
+            raise HarnessError(f"{args.keyword!r} matches none of the {len(selected)} selected cells (it matches "
+                               "substrings of cell ids, e.g. reference-grouped_mm-default-bfloat16-fullgraph-cpu-"
+                               "decode)", key="-k")
+        selected = matching
+    shard = args.shard
+    if shard:
+        index, count = parse_shard(shard)
+        selected = selected[index - 1::count]
+        if not selected:
+            raise HarnessError(f"shard {shard} is empty: the selection has fewer than {index} cells", key="--shard")
+    kept: list[dict[str, Any]] = []
+    notes: list[str] = []  # printed by the plugin when the pytest session starts (not before a usage error)
+    base_complete = True
+    results_path = os.path.join(args.out, "results.json")
+    if args.resume or args.last_failed:
+        option = "--resume" if args.resume else "--last-failed"
+        check_same_environment(previous, env, results_path, option)
+    if args.resume:
+        if (previous.get("shard") or None) != (shard or None):
+            raise HarnessError(f"the run in {results_path} was shard {previous.get('shard') or '(none)'}: resume it "
+                               f"with the same --shard", key="--resume")
+        done = {cell["id"] for cell in previous["cells"]}
+        kept = list(previous["cells"])
+        remaining = [cell for cell in selected if cell.id not in done]
+        if not remaining:
+            print(f"nothing to resume: every selected cell already has a result in {results_path}")
+            return None
+        notes.append(f"resuming: {len(selected) - len(remaining)} of {len(selected)} cells already finished in "
+                     f"{results_path}; running the other {len(remaining)}")
+        selected = remaining
+    elif args.last_failed:
+        failed = set(failed_ids(previous, args.strict))
+        rerun = [cell for cell in selected if cell.id in failed]
+        gone = sorted(failed - known)
+        if gone:
+            notes.append(f"last-failed: {len(gone)} failed cell(s) of {results_path} are no longer in {args.matrix}: "
+                         "kept as they are")
+        if not rerun:
+            print(f"last-failed: no failed cell to rerun ({len(failed)} failed in {results_path}"
+                  f"{', none of them selected' if failed else ''}); nothing run, results left as they are")
+            return None
+        runnable = {cell.id for cell in rerun if cell.device != "cuda" or capability is not None}
+        kept = [cell for cell in previous["cells"] if cell["id"] not in runnable]
+        base_complete = bool(previous.get("complete"))
+        shard = shard or previous.get("shard")
+        notes.append(f"last-failed: rerunning {len(runnable)} failed cell(s) of {results_path}; its other "
+                     f"{len(kept)} cell(s) are kept")
+        selected = rerun
+    runnable = [cell for cell in selected if cell.device != "cuda" or capability is not None]
+    unrunnable = [cell for cell in selected if cell not in runnable]
+    if not runnable:
+        raise HarnessError(f"all {len(selected)} selected cells are cuda cells and this machine has no CUDA device: "
+                           "nothing would run (select cpu cells, or run on a GPU machine)", key="selection")
+    if unrunnable and not args.last_failed:  # --last-failed keeps their earlier records instead
+        notes.append(f"{len(unrunnable)} cuda cells deselected: no GPU (results.json records them as skipped, "
+                     "not_applicable)")
+    return Selection(run=runnable, not_run=[] if args.last_failed else unrunnable, kept=kept,
+                     base_complete=base_complete, shard=shard, notes=notes)

@@ -17,7 +17,9 @@ import tempfile
 
 from harness.cells.cell import Cell, expand_cells, expectation_for
 from harness.errors import EXIT_REGRESSION, HarnessError
-from harness.config.matrix import AXES, MEASURED_BEGIN, MEASURED_END, Matrix, load_matrix
+from harness.config.matrix import AXES, Matrix
+from harness.config.rules_check import MEASURED_BEGIN, MEASURED_END
+from harness.config.load import load_matrix
 from harness.results.observations import load_observations
 from harness.results.merge import merge
 from harness.results.verdict import Status, Verdict, judge

@@ -8,7 +8,7 @@ import sys
 
 from harness.cells.cell import expand_cells
 from harness.errors import HarnessError
-from harness.config.matrix import load_matrix
+from harness.config.load import load_matrix
 from harness.results.observations import load_observations
 from harness.cli.usage import check_input_file, check_output_file
 

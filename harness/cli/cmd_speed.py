@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure and write `<out>/speed.json`; print a summary table."""
     from harness.cells.cell import expand_cells
     from harness.environment.machine import torch_version
-    from harness.config.matrix import load_matrix
+    from harness.config.load import load_matrix
 
     from harness.cli.usage import check_input_file, check_output_dir
 

@@ -24,11 +24,11 @@ def registered_keys() -> tuple[str, ...] | None:
     folder = transformers_src.package_dir()
     if folder is None:
         return None
-    return _keys_in(os.path.join(folder, MOE_FILE))
+    return keys_in(os.path.join(folder, MOE_FILE))
 
 
 @functools.lru_cache(maxsize=None)
-def _keys_in(path: str) -> tuple[str, ...] | None:
+def keys_in(path: str) -> tuple[str, ...] | None:
     try:
         with open(path, encoding="utf-8") as fh:
             tree = ast.parse(fh.read(), path)

@@ -170,13 +170,13 @@ def run_pair(config: SweepConfig, torch: str, release: str, log: Callable[[str],
 
 def registered_in(python: str) -> list[str] | None:
     """`eager` + the ExpertsInterface keys of the environment's transformers (read from its moe.py, no import)."""
-    from harness.environment.registered import MOE_FILE, _keys_in
+    from harness.environment.registered import MOE_FILE, keys_in
 
     probe = "import importlib.util as u; print(list(u.find_spec('transformers').submodule_search_locations)[0])"
     proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return None
-    keys = _keys_in(os.path.join(proc.stdout.strip(), MOE_FILE))
+    keys = keys_in(os.path.join(proc.stdout.strip(), MOE_FILE))
     return list(keys) if keys else None
 
 

@@ -88,8 +88,8 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
     """Compiled whole-model forward per token count vs the eager reference; signals like a kernel cell's."""
     import torch
 
-    from harness.measure.cell_run import _degradations, _sync, dispatch_proof
-    from harness.sources.subjects import Subject
+    from harness.measure.steps import degradations, dispatch_proof, sync
+    from harness.sources.subject import Subject
     from harness.sources.families import VOCAB
 
     cell = spec["cell"]
@@ -105,7 +105,7 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
             start = time.perf_counter()
             try:
                 logits = forward(input_ids=ids, use_cache=False).logits
-                _sync(device)
+                sync(device)
             except Exception as exc:  # noqa: BLE001 - classified here
                 signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
                 status = classify_exception(exc, cell["mode"] != "uncompiled")
@@ -128,6 +128,6 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
             subject = Subject(model, model.forward, expected_ops=expected, forbidden_ops=forbidden)
             status, error = dispatch_proof(subject, signals["ops"], signals, spec["cell"]["mode"] != "uncompiled")
     signals.update(collector.result())
-    signals["degraded"] = _degradations(spec, signals)
+    signals["degraded"] = degradations(spec, signals)
     signals["model_checks"].append({"check": "compiled_forward", "ok": status == "pass"})
     return status, error

@@ -15,9 +15,9 @@ import time
 from typing import Any
 
 # Reused from the inference path so both phases build, seed and judge calls the same way.
-from harness.measure.cell_run import _compare, _compile, _degradations, _inputs, _sync, dispatch_proof
+from harness.measure.steps import compare, compile_forward, degradations, dispatch_proof, fresh_inputs, sync
 from harness.measure.signals import SignalCollector, classify_exception, error_record
-from harness.sources.subjects import load_subject
+from harness.sources.load import load_subject
 
 
 def run_training_cell(spec: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def run_training_cell(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         subject = load_subject(spec, device, dtype)
         reference = copy.deepcopy(subject.module).to(torch.float64)  # before compile: a plain module
-        compiled = _compile(spec, subject)
+        compiled = compile_forward(spec, subject)
     except Exception as exc:  # noqa: BLE001 - a backend may raise anything; it is the cell's result
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     compiling = cell["mode"] != "uncompiled"
@@ -47,7 +47,7 @@ def run_training_cell(spec: dict[str, Any]) -> dict[str, Any]:
                 status, error = classify_exception(exc, compiling), error_record(exc, "profiled call")
     signals.update(subject.info)
     signals.update(collector.result())
-    signals["degraded"] = _degradations(spec, signals)
+    signals["degraded"] = degradations(spec, signals)
     return {"status": status, "error": error, "signals": signals}
 
 
@@ -65,7 +65,7 @@ def _train_all(spec, subject, reference, compiled, device, dtype, signals):
             return classify_exception(exc, compiling), error_record(exc, f"call {call} ({tokens} tokens)")
         seconds = time.perf_counter() - start
         ref_out, ref_grads = _oracle_step(spec, reference, args, call)
-        problem, rel = _compare(out, ref_out, tokens, spec["shape"]["hidden"], dtype)
+        problem, rel = compare(out, ref_out, tokens, spec["shape"]["hidden"], dtype)
         grad_problem, grad_errors = _compare_grads(grads, ref_grads)
         signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel,
                                  "grad_rel_error": max(grad_errors.values(), default=None)})
@@ -90,13 +90,13 @@ def _step(spec, subject, compiled, device, dtype, call: int):
     """Forward + backward of the (compiled) backend; returns (output, {tensor name: grad}, the inputs)."""
     import torch
 
-    hidden, index, weights = _inputs(spec, subject, spec["shape"]["tokens"][call], device, dtype, call)
+    hidden, index, weights = fresh_inputs(spec, subject, spec["shape"]["tokens"][call], device, dtype, call)
     hidden.requires_grad_(True)
     weights.requires_grad_(True)
     subject.module.zero_grad(set_to_none=True)
     out = compiled(hidden, index, weights)
     (out.float() * _cotangent(spec, out.shape[0], call).to(out.device)).sum().backward()
-    _sync(device)
+    sync(device)
     grads = {"hidden_states": hidden.grad, "routing_weights": weights.grad}
     grads.update({name: param.grad for name, param in subject.module.named_parameters()})
     return out.detach(), grads, (hidden.detach(), index, weights.detach())

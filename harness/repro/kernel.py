@@ -12,7 +12,7 @@ routing shape and oracle branch; `spec[...]` replaced by the cell's values):
 - reference and user training cells run harness/measure/training.py's `_train_all` (the call loop, gradients
   against the float64 oracle);
 - reference and user inference cells, the ones a torch bug report is made of, keep to the essentials:
-  `main` calls the harness's `_compile`, `_inputs`, `oracle_forward` and `_compare` in `_call_all`'s order,
+  `main` calls the harness's `compile_forward`, `fresh_inputs`, `oracle_forward` and `compare` in `_call_all`'s order,
   without `_call_all`'s bookkeeping (status records, timings) and with no steady-state or profiled calls.
 
 Written for the script: `main`, which prints the versions (Python, OS, torch, transformers, GPU) and the
@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.repro.source import Script
-from harness.repro.specialise import Facts
+from harness.repro.facts import Facts
 
 REFERENCE = "backends.reference"
 UNDER_TEST = (REFERENCE, "backends.grouped")  # folded to the cell, never trimmed further
@@ -98,11 +98,11 @@ def main(spec):
     return report(spec, RUNNER(spec))
 '''
 
-# The module and subject as harness/sources/subjects.py's _reference_subject builds them (resolve_impl: the backend).
+# The module and subject as harness/sources/load.py's _reference_subject builds them (resolve_impl: the backend).
 _OWN_SUBJECT = '''
     module = make_experts(spec["shape"]["experts"], spec["shape"]["hidden"], spec["shape"]["intermediate"],
                           layout=spec["cell"]["layout"], dtype=dtype, device=device, seed=spec["seed"])
-    subject = types.SimpleNamespace(module=module, fn=BACKEND, dense_routing=DENSE)  # as harness/sources/subjects.py'''
+    subject = types.SimpleNamespace(module=module, fn=BACKEND, dense_routing=DENSE)  # as harness/sources/load.py'''
 
 OWN_TRAINING_MAIN = '''
 def main(spec):
@@ -110,7 +110,7 @@ def main(spec):
     device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
     torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
     reference = copy.deepcopy(module).to(torch.float64)
-    compiled = _compile(spec, subject)
+    compiled = compile_forward(spec, subject)
     signals = {"calls": [], "max_rel_error": None, "grad_errors": {}}
     with torch.enable_grad():
         status, error = _train_all(spec, subject, reference, compiled, device, dtype, signals)
@@ -125,12 +125,12 @@ def main(spec):
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\\nEXPECTED_TEXT", flush=True)
     device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
     torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
-    compiled = _compile(spec, subject)
+    compiled = compile_forward(spec, subject)
     with torch.no_grad():  # as generate() runs
         for call, tokens in enumerate(spec["shape"]["tokens"]):
-            args = _inputs(spec, subject, tokens, device, dtype, call)
+            args = fresh_inputs(spec, subject, tokens, device, dtype, call)
             out = compiled(*args)  # a compile or runtime failure raises here
-            problem, rel = _compare(out, oracle_forward(module, *args), tokens, spec["shape"]["hidden"], dtype)
+            problem, rel = compare(out, oracle_forward(module, *args), tokens, spec["shape"]["hidden"], dtype)
             problem = problem or (rel > spec["tolerance"] and f"max relative error {rel:.3g} > tolerance")
             print(f"call {call} ({tokens} tokens): " + (problem or f"max relative error {rel:.3g}"), flush=True)
             assert not problem, f"call {call} ({tokens} tokens): {problem}"
@@ -206,7 +206,7 @@ def facts(spec: dict[str, Any]) -> Facts:
                   func_params={"oracle_forward": {"differentiable": cell["phase"] == "training"}},
                   attrs={"device": {"type": cell["device"]}},
                   class_attrs={"SignalCollector": {"self": {"cell": cell}}})
-    # The oracle's branches for the inputs harness/measure/cell_run.py's _inputs makes: routing weights [T, K] (or
+    # The oracle's branches for the inputs harness/measure/cell_run.py's fresh_inputs makes: routing weights [T, K] (or
     # [T, E] for a dense-routing layout), expert ids from a top-k over the experts (never out of range).
     found.exprs["oracle_forward"] = {"not 0 <= e < num_experts": False}
     if spec["shape"]["top_k"] != spec["shape"]["experts"]:
@@ -227,7 +227,7 @@ def facts(spec: dict[str, Any]) -> Facts:
 
 
 def _dense_routing(spec: dict[str, Any]) -> bool:
-    """Whether the cell's routing weights are [T, E] router scores (harness/sources/subjects.py, harness/sources/families.py)."""
+    """Whether the cell's routing weights are [T, E] router scores (harness/sources/load.py, harness/sources/families.py)."""
     layout = spec["cell"]["layout"]
     if spec["cell"]["source"] == "transformers":
         from harness.sources.families import FAMILIES

@@ -104,7 +104,7 @@ def against_baselines(results_path: str, baseline: str, directory: str = BASELIN
     envs, after = load_cells(results_path)
     out = []
     for key in sorted(after, key=lambda k: env_sort_key(envs[k])):
-        path, before = _pick_baseline(baseline, envs[key], directory)
+        path, before = pick_baseline(baseline, envs[key], directory)
         out.append((key, path, diff_cells(before, after[key], missing=False) if path else []))
     return out
 
@@ -137,7 +137,7 @@ def change_lines(changes: list[Change]) -> list[str]:
             + (f" ({c.detail})" if c.detail else "") for c in changes]
 
 
-def _pick_baseline(baseline: str, env: Env, directory: str):
+def pick_baseline(baseline: str, env: Env, directory: str):
     if baseline == "auto":
         path = baseline_path(env, directory)
         if not os.path.exists(path):

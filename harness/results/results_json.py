@@ -67,7 +67,7 @@ class ResultsWriter:
         }
         # The same text json.dump(doc, indent=1) gives, with "cells" last, built from the cached encodings.
         cells = "[]" if not keys else "[\n  " + ",\n  ".join(self._encoded[key] for key in keys) + "\n ]"
-        _atomic_write_text(self.path, json.dumps(head, indent=1)[:-2] + ',\n "cells": ' + cells + "\n}\n")
+        atomic_write_text(self.path, json.dumps(head, indent=1)[:-2] + ',\n "cells": ' + cells + "\n}\n")
 
 
 def _portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 def atomic_write_json(path: str, doc: Any) -> None:
     """Write JSON to a temp file in the same folder, fsync, then rename over `path`."""
-    _atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=False) + "\n")
 
 
 def _encode_nested(value: Any, depth: int) -> str:
@@ -97,7 +97,7 @@ def _encode_nested(value: Any, depth: int) -> str:
     return json.dumps(value, indent=1).replace("\n", "\n" + " " * depth)
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str) -> None:
     """Write `text` to a temp file in the same folder, fsync, then rename over `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=folder)

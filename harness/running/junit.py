@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from harness.portable import portable_text
-from harness.results.results_json import _atomic_write_text
+from harness.results.results_json import atomic_write_text
 
 
 def set_aside(junit: str, aside: str) -> None:
@@ -57,13 +57,13 @@ def finalize(junit: str, aside: str, results_path: str, *, strict: bool) -> bool
         suite.set(attribute, str(sum(1 for case in everything if case.find(tag) is not None)))
     # pytest writes skip locations and tracebacks with this machine's paths: the file is shared like results.json.
     text = portable_text(ET.tostring(root, encoding="unicode"))
-    _atomic_write_text(junit, '<?xml version="1.0" encoding="utf-8"?>' + text)
+    atomic_write_text(junit, '<?xml version="1.0" encoding="utf-8"?>' + text)
     return True
 
 
 def _testcase(record: dict[str, Any], classname: str, strict: bool) -> ET.Element:
     """The testcase pytest would have written for this record, marked as not run by this invocation."""
-    from harness.running.plugin import _failure_text
+    from harness.running.plugin import failure_text
 
     case = ET.Element("testcase", classname=classname, name=record["id"], time=f"{record.get('duration_s') or 0:.3f}")
     properties = ET.SubElement(case, "properties")
@@ -73,7 +73,7 @@ def _testcase(record: dict[str, Any], classname: str, strict: bool) -> ET.Elemen
     ET.SubElement(properties, "property", name="cell", value=json.dumps(record, default=str))
     verdict = record["verdict"]
     if verdict in ("regression", "flaky"):
-        text = _failure_text(record)
+        text = failure_text(record)
         ET.SubElement(case, "failure", message=text).text = text
     elif verdict == "unexpected_pass" and strict:
         text = f"[XPASS(strict)] {record.get('expected', {}).get('reason', '')}"

@@ -14,7 +14,8 @@ import pytest
 from harness.cells.cell import Cell, Expectation, cell_spec, expand_cells, expectation_for, run_order
 from harness.errors import HarnessError
 from harness.running.executor import Executor
-from harness.config.matrix import Matrix, load_matrix
+from harness.config.matrix import Matrix
+from harness.config.load import load_matrix
 from harness.results.results_json import ResultsWriter
 from harness.results.verdict import Judgement, Status, Verdict, judge
 
@@ -147,7 +148,7 @@ class CellItem(pytest.Item):
         record = cell_record(self.cell, self.expected, status, judgement, error, outcome.get("signals", {}),
                              time.monotonic() - started, self.repro_command())
         self.user_properties.append(("cell", json.dumps(record, default=str)))
-        message = _failure_text(record)
+        message = failure_text(record)
         if judgement.verdict is Verdict.NOT_APPLICABLE:
             pytest.skip(f"not applicable: {error['message'] if error else 'not run'}")
         if judgement.verdict in (Verdict.REGRESSION, Verdict.FLAKY):
@@ -211,7 +212,7 @@ def not_run_record(cell: Cell, expected: Expectation, matrix_path: str, reason: 
                        repro_command(matrix_path, cell.id))
 
 
-def _failure_text(record: dict[str, Any]) -> str:
+def failure_text(record: dict[str, Any]) -> str:
     error = record.get("error") or {}
     lines = [f"{record['status']}: {record['verdict_reason']}"]
     if error:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from harness.sources.subjects import Subject
+from harness.sources.subject import Subject
 
 # Profiler evidence per backend on a compiled call: (ops that must appear, ops that must not).
 # Inductor on CPU turns bmm into generated code, so batched_mm has positive evidence only uncompiled.

@@ -1,30 +1,17 @@
-"""The thing a kernel-level cell runs: an experts module and an ExpertsInterface function, per source."""
+"""Build a kernel-level cell's subject for its source: transformers' own experts, or our reference module."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from harness.config.matrix import resolve_impl
-
-
-@dataclass
-class Subject:
-    """An experts module and the function `fn(module, hidden_states, top_k_index, top_k_weights)` to run on it."""
-
-    module: Any
-    fn: Callable
-    dense_routing: bool = False  # routing weights as [T, E] instead of [T, K]
-    expected_ops: tuple[str, ...] = ()  # profiler evidence that the named backend really ran (dispatch proof)
-    forbidden_ops: tuple[str, ...] = ()  # profiler evidence that another backend ran instead
-    info: dict[str, Any] = field(default_factory=dict)  # facts about the subject, copied into the cell's signals
+from harness.sources.subject import Subject
+from harness.sources.transformers_experts import load_subject as load_transformers_subject
 
 
 def load_subject(spec: dict[str, Any], device, dtype) -> Subject:
     """Build the cell's subject: transformers' own classes for that source, our Experts module otherwise."""
     if spec["cell"]["source"] == "transformers":
-        from harness.sources.transformers_experts import load_subject as load_transformers_subject
-
         return load_transformers_subject(spec, device, dtype)
     return _reference_subject(spec, device, dtype)
 
