@@ -16,7 +16,7 @@ def _record(cell_id, status, error=None):
     fullgraph = {"fullgraph": True, "breaks": False}.get(parts[4], None) if parts[2] != "uncompiled" else None
     return {"id": cell_id, "source": "user", "backend": parts[1], "mode": parts[2], "dtype": "float32",
             "fullgraph": fullgraph, "device": "cpu", "shape": "prefill", "layout": "default", "scope": "kernel",
-            "phase": "inference", "status": status, "expected": {}, "verdict": "ok", "verdict_reason": "",
+            "phase": "inference", "status": status, "expected": {"outcome": "pass"}, "verdict": "ok", "verdict_reason": "",
             "error": error, "signals": {}, "repro": ""}
 
 

@@ -39,3 +39,31 @@ def test_schemas_outside_the_readable_range_are_refused_clearly(tmp_path, schema
     with pytest.raises(HarnessError) as info:
         read_results(str(path))
     assert needle in str(info.value) and str(path) in str(info.value) and info.value.key == "schema"
+
+
+def test_the_typed_record_round_trips_and_judges_every_verdict():
+    from harness.cells.cell import Cell, Expectation
+    from harness.results.record import CellRecord
+    from harness.results.verdict import Verdict
+
+    cell = Cell("reference", "grouped_mm", "default", "float16", True, "cpu", "decode")
+    outcome = {"status": "mismatch", "error": {"type": "Mismatch", "message": "call 0: too far"},
+               "signals": {"repeat_statuses": ["pass", "mismatch"]}}
+    record = CellRecord.measured(cell, Expectation("pass"), outcome, 1.25, "python -m harness run --cell x")
+    assert record.judgement.verdict is Verdict.FLAKY  # repeats disagree: never a pass, whatever the claim
+    assert CellRecord.from_json(record.to_json()).to_json() == record.to_json()
+    not_run = CellRecord.not_run(cell, Expectation("pass"), "no CUDA device on this machine", "cmd")
+    assert (not_run.status.value, not_run.judgement.verdict) == ("skipped", Verdict.NOT_APPLICABLE)
+    steady = CellRecord.measured(cell, Expectation("fail", ("mismatch",)), {**outcome, "signals": {}}, 1.0, "")
+    assert steady.judgement.verdict is Verdict.OK
+
+
+def test_a_record_with_an_unknown_status_is_refused_naming_the_key():
+    from harness.results.record import CellRecord
+
+    doc = {"id": "x", "source": "reference", "backend": "eager", "mode": "default", "dtype": "float32",
+           "fullgraph": True, "device": "cpu", "shape": "decode", "status": "exploded",
+           "expected": {"outcome": "pass"}, "verdict": "ok"}
+    with pytest.raises(HarnessError) as info:
+        CellRecord.from_json(doc, file="results.json", key="cells[0]")
+    assert "cells[0].status" in info.value.render() and "unknown status 'exploded'" in info.value.render()

@@ -7,7 +7,7 @@ from harness.results.results_json import ResultsWriter, read_results
 
 def _record(cell_id: str, status: str = "pass") -> dict:
     return {"id": cell_id, "source": "reference", "backend": "eager", "mode": "default", "dtype": "float32",
-            "fullgraph": False, "device": "cpu", "shape": "decode", "status": status, "expected": "pass",
+            "fullgraph": False, "device": "cpu", "shape": "decode", "status": status, "expected": {"outcome": "pass"},
             "verdict": "ok" if status == "pass" else "regression",
             "error": None if status == "pass" else {"type": "RuntimeError", "message": "bad\nsecond line \"q\""},
             "signals": {"calls": [{"tokens": 1, "seconds": 0.5}], "reasons": ["a", {"nested": [1, 2.5, None]}]}}

@@ -94,9 +94,7 @@ def _measured_rules(matrix: Matrix, cells: dict[str, Cell], docs_rules, paths):
             continue
         obs = group[0]
         docs = expectation_for(cell, docs_rules)
-        error = obs.cell.get("error") or {}
-        error_text = "" if not error else f"{error.get('type', '')}: {error.get('detail') or error.get('message', '')}"
-        if judge(docs, Status(obs.cell["status"]), error_text).verdict is Verdict.OK:
+        if judge(docs, Status(obs.cell["status"]), obs.cell.get("error")).verdict is Verdict.OK:
             wanted[cell_id] = None
         else:
             wanted[cell_id] = _rule_text(cell, obs, docs.reason)

@@ -189,11 +189,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _not_run_records(args, matrix, selection, capability) -> list[dict[str, Any]]:
     from harness.cells.cell import expectation_for
-    from harness.running.plugin import not_run_record
+    from harness.results.record import CellRecord
+    from harness.running.plugin import repro_command
 
     path = os.path.abspath(args.matrix)
-    return [not_run_record(cell, expectation_for(cell, matrix.rules, capability), path,
-                           "no CUDA device on this machine") for cell in selection.not_run]
+    return [CellRecord.not_run(cell, expectation_for(cell, matrix.rules, capability), "no CUDA device on this machine",
+                               repro_command(path, cell.id)).to_json() for cell in selection.not_run]
 
 
 def _check_baseline(args, selection, env) -> None:

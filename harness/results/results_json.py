@@ -12,6 +12,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.results.migrate import migrate_cells
 from harness.portable import portable_json, portable_path
+from harness.results.record import CellRecord
 from harness.results.verdict import Status, Verdict
 
 SCHEMA_VERSION = 2  # 2: backends named after their implementation (harness/results/migrate.py)
@@ -38,13 +39,13 @@ class ResultsWriter:
         self.started = _now()
         self.finished = 0  # cells of this run added with persist=True
 
-    def add(self, record: dict[str, Any], *, persist: bool = True) -> None:
+    def add(self, record: CellRecord | dict[str, Any], *, persist: bool = True) -> None:
         """Record one cell (a record is not changed once added); persist unless told not to.
 
         `persist=False` is for records this run did not measure (kept from an earlier run, or not runnable
         here): they are written with the first cell that this run finishes.
         """
-        record = portable_json(record)
+        record = portable_json(record.to_json() if isinstance(record, CellRecord) else record)
         self.cells[record["id"]] = record
         self._encoded[record["id"]] = _encode_nested(record, depth=2)
         if persist:
@@ -146,6 +147,8 @@ def read_results(path: str) -> dict[str, Any]:
             raise HarnessError(f"unknown verdict {cell['verdict']!r}", file=path, key=f"cells[{i}].verdict",
                                allowed=", ".join(sorted(verdicts)))
     doc["cells"] = migrate_cells(doc["cells"], schema)
+    for i, cell in enumerate(doc["cells"]):
+        CellRecord.from_json(cell, file=path, key=f"cells[{i}]")  # the typed record's own checks (id vs axes, ...)
     return doc
 
 

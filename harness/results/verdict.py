@@ -39,8 +39,26 @@ class Judgement:
     reason: str
 
 
-def judge(expected: Expectation, status: Status, error_text: str = "") -> Judgement:
-    """Compare a cell's status (and error text) with its expectation."""
+def error_text(error: dict | None) -> str:
+    """The text an expectation's `error_match` is searched in: error type, then detail (or message)."""
+    return "" if not error else f"{error.get('type', '')}: {error.get('detail') or error.get('message', '')}"
+
+
+def judge(expected: Expectation, status: Status, error: dict | str | None = None,
+          repeat_statuses: list[str] | tuple[str, ...] = ()) -> Judgement:
+    """The one verdict of a cell: its status (and error) against its expectation.
+
+    Every verdict comes from here: not_applicable for a cell that did not run (skipped), flaky when repeated
+    runs disagree (never reported as a pass), else ok / regression / unexpected_pass against the docs' claim.
+    `error` is the cell's error record (or already its text); `repeat_statuses` are the statuses of --repeat.
+    """
+    if len(set(repeat_statuses)) > 1:
+        return Judgement(Verdict.FLAKY, f"status varies over {len(repeat_statuses)} runs: "
+                                        f"{', '.join(repeat_statuses)}")
+    return _against_claim(expected, status, error if isinstance(error, str) else error_text(error))
+
+
+def _against_claim(expected: Expectation, status: Status, error_text: str) -> Judgement:
     if status is Status.SKIPPED:
         return Judgement(Verdict.NOT_APPLICABLE, "not run here")
     if expected.expect == "observe":

@@ -17,7 +17,8 @@ from harness.running.executor import Executor
 from harness.config.matrix import Matrix
 from harness.config.load import load_matrix
 from harness.results.results_json import ResultsWriter
-from harness.results.verdict import Judgement, Status, Verdict, judge
+from harness.results.record import CellRecord
+from harness.results.verdict import Status, Verdict
 
 _EXECUTOR: Executor | None = None
 _UNKNOWN = object()
@@ -138,22 +139,16 @@ class CellItem(pytest.Item):
                                  "phase": "selection"}}
         else:
             outcome = self._run_repeated()
-        status = Status(outcome["status"])
-        error = outcome.get("error")
-        error_text = "" if not error else f"{error.get('type', '')}: {error.get('detail') or error.get('message', '')}"
-        judgement = judge(self.expected, status, error_text)
-        statuses = (outcome.get("signals") or {}).get("repeat_statuses") or []
-        if len(set(statuses)) > 1:
-            judgement = Judgement(Verdict.FLAKY, f"status varies over {len(statuses)} runs: {', '.join(statuses)}")
-        record = cell_record(self.cell, self.expected, status, judgement, error, outcome.get("signals", {}),
-                             time.monotonic() - started, self.repro_command())
+        cell_record = CellRecord.measured(self.cell, self.expected, outcome, time.monotonic() - started,
+                                          self.repro_command())
+        record, judgement, error = cell_record.to_json(), cell_record.judgement, cell_record.error
         self.user_properties.append(("cell", json.dumps(record, default=str)))
         message = failure_text(record)
         if judgement.verdict is Verdict.NOT_APPLICABLE:
             pytest.skip(f"not applicable: {error['message'] if error else 'not run'}")
         if judgement.verdict in (Verdict.REGRESSION, Verdict.FLAKY):
             raise CellRegression(message)
-        if judgement.verdict is Verdict.OK and status is not Status.PASS:
+        if judgement.verdict is Verdict.OK and cell_record.status is not Status.PASS:
             raise CellExpectedFailure(message)
 
     def _run_repeated(self) -> dict[str, Any]:
@@ -192,24 +187,6 @@ def repro_command(matrix_path: str, cell_id: str) -> str:
 
     return " ".join(["python", "-m", "harness", "run", "--matrix", shlex.quote(portable_path(matrix_path)),
                      "--cell", shlex.quote(cell_id)])
-
-
-def cell_record(cell: Cell, expected: Expectation, status: Status, judgement: Judgement, error: dict | None,
-                signals: dict[str, Any], duration_s: float, repro: str) -> dict[str, Any]:
-    """One cell's entry of results.json."""
-    return {
-        "id": cell.id, **cell.axis_values(), "status": status.value,
-        "expected": expected.to_json(), "verdict": judgement.verdict.value,
-        "verdict_reason": judgement.reason, "error": error, "signals": signals,
-        "duration_s": round(duration_s, 3), "repro": repro,
-    }
-
-
-def not_run_record(cell: Cell, expected: Expectation, matrix_path: str, reason: str) -> dict[str, Any]:
-    """The results.json entry of a cell this machine cannot run: status skipped, verdict not_applicable."""
-    error = {"type": "NotApplicable", "message": reason, "phase": "selection"}
-    return cell_record(cell, expected, Status.SKIPPED, judge(expected, Status.SKIPPED), error, {}, 0.0,
-                       repro_command(matrix_path, cell.id))
 
 
 def failure_text(record: dict[str, Any]) -> str:
@@ -275,7 +252,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     for name, value in report.user_properties:
         if name == "cell":
-            writer.add(json.loads(value))
+            writer.add(CellRecord.from_json(json.loads(value), key=f"cell {report.nodeid}"))
 
 
 _CONFIG: pytest.Config | None = None
