@@ -107,3 +107,19 @@ def test_history_options_for_inherited_environments(built, tmp_path):
                         (["5.1.0", "--wheels", wheels], "only --envs-kind inherited")]:
         with pytest.raises(HarnessError, match=match):
             config(*argv)
+
+
+def test_wheels_travel_packed_and_come_back_member_for_member(tmp_path):
+    from harness import history_wheels
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    wheels = [_fake_wheel(str(here), version) for version in ("5.97.0", "5.98.0")]
+    packed = str(tmp_path / "transformers.tar.xz")
+    assert history_wheels.main(["pack", packed, *wheels]) == 0
+    rebuilt = sorted(history_wheels.unpack(packed, str(there)))
+    assert [os.path.basename(p) for p in rebuilt] == [os.path.basename(p) for p in wheels]
+    for original, copy in zip(wheels, rebuilt):
+        with zipfile.ZipFile(original) as a, zipfile.ZipFile(copy) as b:
+            assert a.namelist() == b.namelist() and all(a.read(n) == b.read(n) for n in a.namelist())
+    assert history_envs.wheel_versions(str(there)) == ["5.97.0", "5.98.0"]
