@@ -168,7 +168,7 @@ def test_sweep_is_resumable_and_stops_when_interrupted(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_TF", str(tf))
     built = []
 
-    def ensure(root, torch, release, kind="shared-torch", log=None):
+    def ensure(root, torch, release, kind="shared-torch", log=None, wheels=None):
         built.append(release)
         return history_envs.Env("env", str(fake), torch, release, kind, 1.0, "transformers==" + release)
 
@@ -197,7 +197,7 @@ def test_environment_marker_caches_and_a_half_built_one_is_rebuilt(tmp_path, mon
     monkeypatch.setattr(history_envs, "_fresh_venv", lambda folder, log, with_pip=True: (
         calls.append(("venv", os.path.basename(folder))), os.makedirs(folder, exist_ok=True)))
     monkeypatch.setattr(history_envs, "_pip", lambda folder, reqs, log: calls.append(("pip", tuple(reqs))))
-    monkeypatch.setattr(history_envs, "_check", lambda folder, torch, tf, log: "frozen")
+    monkeypatch.setattr(history_envs, "_check", lambda folder, torch, tf, log: ("frozen", ()))
     monkeypatch.setattr(history_envs, "_site_packages", lambda folder: os.path.join(folder, "sp"))
     root = str(tmp_path)
     os.makedirs(os.path.join(root, "torch-2.13.0", "transformers-5.3.0", "sp"))

@@ -22,6 +22,8 @@ HELP = ([
     "python -m harness history --report --out reports/history/cpu-torch2.13.0",
     "python -m harness history 5.3.0 5.4.0 --like reports/history/cpu-torch2.13.0   # same slice, same statuses?",
     "python -m harness history --bench 5.20.0 5.21.0 5.22.0 --cell ... --out /tmp/history-bench",
+    "python3 -m harness history --envs-kind inherited --wheels .whl --device cuda -n 16   # offline: this python's "
+    "torch, the releases whose wheels are in .whl",
     "python -m harness history --bisect CELL_ID --checkout ~/transformers --good v5.2.0 --bad v5.3.0",
 ], ["  0    swept (whatever the cells did), report written, bisect found the commit",
     "  1    --compare: a status differs from the other sweep; --bisect: no single commit found; "
@@ -39,15 +41,21 @@ def add_parser(sub) -> None:
     p.add_argument("releases", nargs="*", metavar="RELEASE",
                    help="transformers releases: X.Y.Z or ranges X.Y.Z..X.Y.Z (default: every 5.x release with the "
                         "experts interface, from the package index)")
-    p.add_argument("--torch", default=os.environ.get("HARNESS_TORCH", "2.13.0"),
-                   help="torch versions, comma-separated (default: $HARNESS_TORCH or 2.13.0)")
+    p.add_argument("--torch", default=None,
+                   help="torch versions, comma-separated (default: $HARNESS_TORCH or 2.13.0; with --envs-kind "
+                        "inherited: the running python's)")
     p.add_argument("--out", default=os.path.join("reports", "history", "latest"),
                    help="output folder (default: reports/history/latest of the checkout)")
     p.add_argument("--envs", default=os.path.join(".nox", "history"),
                    help="where the cached environments live (default: .nox/history of the checkout)")
-    p.add_argument("--envs-kind", default="shared-torch", choices=["shared-torch", "standalone"],
+    p.add_argument("--envs-kind", default="shared-torch", choices=["shared-torch", "standalone", "inherited"],
                    help="shared-torch: torch installed once per version, each release in its own venv on top; "
-                        "standalone: every pair a full venv (torch too)")
+                        "standalone: every pair a full venv (torch too); inherited (a machine that cannot "
+                        "download): each release's venv sees this python's packages, torch included, and gets only "
+                        "transformers, from --wheels")
+    p.add_argument("--wheels", metavar="DIR", default=None,
+                   help="--envs-kind inherited: folder of transformers-X-py3-none-any.whl files (pip download "
+                        "--no-deps transformers==X); without releases named, every release found there")
     p.add_argument("--inductor-cache", default=None, help="TORCHINDUCTOR_CACHE_DIR shared by every pair "
                    "(default: ENVS/inductor-cache)")
     p.add_argument("--latest-patches", action="store_true", help="only the newest patch release of each minor")
@@ -88,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.dry_run:
         print(json.dumps({"releases": config.releases, "torch": config.torches, "run_args": config.run_args,
-                          "cells": config.cells, "out": config.out, "envs": config.envs}, indent=1))
+                          "cells": config.cells, "out": config.out, "envs": config.envs,
+                          "envs_kind": config.envs_kind, "wheels": config.wheels}, indent=1))
         return 0
     if args.bench:
         from harness.history.bench import bench, lines
@@ -123,12 +132,18 @@ def _config(args: argparse.Namespace):
     from harness.history import releases as history_releases
     from harness.history.sweep import DEFAULT_KEYWORD, SweepConfig, default_device
 
-    releases = history_releases.select(args.releases)
+    if args.envs_kind == "inherited":
+        releases, torches = _inherited(args)
+    else:
+        if args.wheels:
+            raise HarnessError("only --envs-kind inherited installs from a folder of wheels", key="--wheels")
+        releases = history_releases.select(args.releases)
+        given = args.torch if args.torch is not None else os.environ.get("HARNESS_TORCH", "2.13.0")
+        torches = [t.strip() for t in given.split(",") if t.strip()]
+        if not torches:
+            raise HarnessError("no torch version given", key="--torch")
     if args.latest_patches:
         releases = history_releases.latest_patches(releases)
-    torches = [t.strip() for t in args.torch.split(",") if t.strip()]
-    if not torches:
-        raise HarnessError("no torch version given", key="--torch")
     run_args = []
     for source in args.source or ["transformers"]:
         run_args += ["--source", source]
@@ -148,7 +163,32 @@ def _config(args: argparse.Namespace):
         run_args, cells = list(recorded["run_args"]), list(recorded.get("cells") or [])
     return SweepConfig(releases=releases, torches=torches, out=args.out, envs=args.envs,
                        inductor_cache=args.inductor_cache or os.path.join(args.envs, "inductor-cache"),
-                       run_args=run_args, cells=cells, workers=args.workers, envs_kind=args.envs_kind)
+                       run_args=run_args, cells=cells, workers=args.workers, envs_kind=args.envs_kind,
+                       wheels=os.path.abspath(args.wheels) if args.wheels else None)
+
+
+def _inherited(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """--envs-kind inherited: the releases (checked against the wheels folder) and the one torch, this python's."""
+    from harness import history_envs, history_releases
+
+    if not args.wheels:
+        raise HarnessError("--envs-kind inherited installs transformers from a folder of wheels: give --wheels DIR",
+                           key="--wheels")
+    if not os.path.isdir(args.wheels):
+        raise HarnessError(f"not a folder: {args.wheels}", key="--wheels")
+    here = history_envs.interpreter_torch()
+    if args.torch is not None and [t.strip() for t in args.torch.split(",") if t.strip()] != [here]:
+        raise HarnessError(f"--envs-kind inherited runs this python's torch {here}; --torch {args.torch} differs",
+                           key="--torch")
+    releases = history_releases.select(args.releases, lambda: history_envs.wheel_versions(args.wheels))
+    if not releases:
+        raise HarnessError(f"no transformers 5.x wheel in {args.wheels}", key="--wheels")
+    missing = [r for r in releases if history_envs.wheel_of(args.wheels, r) is None]
+    if missing:
+        raise HarnessError(f"no wheel in {args.wheels} for transformers {', '.join(missing)} (pip download --no-deps "
+                           f"--only-binary=:all: -d {args.wheels} transformers==X, on a machine with network)",
+                           key="--wheels")
+    return releases, [here]
 
 
 def _report(out: str) -> int:

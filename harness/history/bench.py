@@ -35,7 +35,8 @@ def bench(config: SweepConfig, log: Callable[[str], None] = say) -> dict[str, An
     envs = {}
     for release in releases:
         start = time.perf_counter()
-        env = history_envs.ensure(config.envs, torch, release, config.envs_kind, log=lambda m: log(f"  env: {m}"))
+        env = history_envs.ensure(config.envs, torch, release, config.envs_kind, log=lambda m: log(f"  env: {m}"),
+                                  wheels=config.wheels)
         envs[release] = {"build_s": round(env.build_s, 1), "cached": env.build_s == 0.0,
                          "wall_s": round(time.perf_counter() - start, 1)}
     sweep_conf = _fresh(config, os.path.join(root, "sweep"), os.path.join(root, "caches", "shared"))

@@ -10,6 +10,17 @@ Two ways to build one (`--envs-kind`):
   visible to it through one `.pth` line placed *after* the release's own, so torch (and pip itself) is installed
   once per version and the release's packages win over the base's. pip sees the base's packages when it resolves, as it would see
   them installed in one environment; `pip check` runs in every environment and its `pip freeze` is kept.
+- `inherited`: for a machine that cannot download (a GPU machine whose image holds torch and transformers'
+  dependencies). Per release a venv (no pip of its own) that sees every site-packages folder of the python running
+  the harness, after its own: one `.pth` line `import site; site.addsitedir(...)` per folder, so those folders'
+  own `.pth` files work too. Unlike `venv --system-site-packages`, this also works when that python is itself a venv
+  (the GPU image's python3 is one). pip, from that python, installs only `transformers==X` from a folder of
+  wheels (`--no-index --no-deps --ignore-installed --find-links WHEELS`), so the release shadows the image's own
+  transformers and everything else, torch included, is the image's: the torch version is the running python's,
+  never installed. Nothing resolves the release's pins: `pip check` says which the image does not meet, and its
+  lines head `pip-freeze.txt` (as comments) and the pair's sweep.json entry.
+
+`pip check`'s complaints (none: an empty list) are kept with every environment (`Env.pip_check`).
 
 An environment is ready when its marker file exists (written last): an interrupted build is rebuilt from scratch.
 """
@@ -27,11 +38,13 @@ from dataclasses import dataclass
 
 from harness.errors import HarnessError
 
-KINDS = ("shared-torch", "standalone")
+KINDS = ("shared-torch", "standalone", "inherited")
 RUN_DEPENDENCIES = ("pytest>=8", "pytest-xdist>=3.5", "pyyaml>=6")  # pyproject's dependencies besides torch
 MARKER = "history-env.json"
 _PYTHON = "%d.%d" % sys.version_info[:2]  # environments are built from this interpreter; another one rebuilds them
 _PTH = "zz_history_base.pth"
+_INHERITED_PTH = "zz_history_inherited.pth"  # sorts last, like _PTH
+_PIP_CHECK_OK = "No broken requirements found."
 _BASE_LOCK = threading.Lock()  # sorts last: the release's own .pth files come first
 
 
@@ -46,12 +59,57 @@ class Env:
     kind: str
     build_s: float  # seconds this call spent building it (0.0 when it was cached)
     freeze: str  # `pip freeze` of the environment
+    pip_check: tuple[str, ...] = ()  # what `pip check` found broken (empty: nothing)
 
 
 def env_folder(root: str, torch: str, transformers: str, kind: str) -> str:
     """Where the environment of a (torch, transformers) pair lives under `root`."""
-    return os.path.join(root, f"torch-{torch}", f"{'' if kind == 'shared-torch' else 'standalone-'}"
+    return os.path.join(root, f"torch-{torch}", f"{'' if kind == 'shared-torch' else kind + '-'}"
                                                 f"transformers-{transformers}")
+
+
+def interpreter_torch() -> str:
+    """The torch version of the python running the harness, without its local part (2.11.0 of 2.11.0+cu130)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("torch").split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        raise HarnessError(f"{sys.executable} has no torch: --envs-kind inherited uses the running python's torch",
+                           key="--envs-kind") from None
+
+
+def interpreter_site_dirs() -> list[str]:
+    """The running python's site-packages folders (user site included when on), in sys.path order."""
+    import site
+
+    known = set(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    if site.ENABLE_USER_SITE:
+        known.add(site.getusersitepackages())
+    return list(dict.fromkeys(p for p in sys.path if p in known and os.path.isdir(p)))
+
+
+def wheel_of(wheels: str, transformers: str) -> str | None:
+    """The transformers wheel of one release in the folder `wheels`, or None."""
+    prefix = f"transformers-{transformers}-"
+    found = sorted(name for name in _listdir(wheels) if name.startswith(prefix) and name.endswith(".whl"))
+    return os.path.join(wheels, found[0]) if found else None
+
+
+def wheel_versions(wheels: str) -> list[str]:
+    """Every transformers release with a wheel in the folder `wheels` (the releases an offline sweep can run)."""
+    from harness.history_releases import is_release, key
+
+    versions = {name.split("-")[1] for name in _listdir(wheels)
+                if name.startswith("transformers-") and name.endswith(".whl") and name.count("-") >= 2}
+    return sorted((v for v in versions if is_release(v)), key=key)
+
+
+def _listdir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError as exc:
+        raise HarnessError(f"cannot read the wheels folder {folder}: {exc.strerror}", key="--wheels") from None
 
 
 def python_of(folder: str) -> str:
@@ -59,16 +117,36 @@ def python_of(folder: str) -> str:
     return os.path.join(folder, "Scripts", "python.exe") if os.name == "nt" else os.path.join(folder, "bin", "python")
 
 
-def ensure(root: str, torch: str, transformers: str, kind: str = "shared-torch", log=None) -> Env:
-    """The environment of (torch, transformers), built now unless a finished one is cached under `root`."""
+def ensure(root: str, torch: str, transformers: str, kind: str = "shared-torch", log=None,
+           wheels: str | None = None) -> Env:
+    """The environment of (torch, transformers), built now unless a finished one is cached under `root`.
+
+    `wheels`: the folder of transformers wheels (`inherited` only; there `torch` must be the running python's)."""
     if kind not in KINDS:
         raise HarnessError(f"unknown kind {kind!r}", key="--envs-kind", allowed=", ".join(KINDS))
     folder = env_folder(root, torch, transformers, kind)
+    wheel = None
+    if kind == "inherited":
+        wheel = wheel_of(wheels or "", transformers) if wheels else None
+        if wheel is None:
+            raise HarnessError(f"no transformers {transformers} wheel in {wheels or '(no --wheels folder)'}",
+                               key="--wheels")
+        if torch != interpreter_torch():
+            raise HarnessError(f"--envs-kind inherited runs this python's torch {interpreter_torch()}, not {torch}",
+                               key="--torch")
+    identity = {"python": _PYTHON, **({"interpreter": sys.prefix, "wheel": os.path.basename(wheel)} if wheel else {})}
     cached = _read_marker(folder)
-    if cached is not None and cached.get("python") == _PYTHON:
-        return Env(folder, python_of(folder), torch, transformers, kind, 0.0, cached.get("freeze", ""))
+    if cached is not None and all(cached.get(k) == v for k, v in identity.items()):
+        return Env(folder, python_of(folder), torch, transformers, kind, 0.0, cached.get("freeze", ""),
+                   tuple(cached.get("pip_check", ())))
     start = time.perf_counter()
-    if kind == "shared-torch":
+    if kind == "inherited":
+        _fresh_venv(folder, log, with_pip=False)  # pip, torch and the rest come from the running python
+        with open(os.path.join(_site_packages(folder), _INHERITED_PTH), "w", encoding="utf-8") as fh:
+            fh.write("".join(f"import site; site.addsitedir({d!r})\n" for d in interpreter_site_dirs()))
+        _pip(folder, ["--no-index", "--no-deps", "--ignore-installed", "--find-links", os.path.dirname(wheel),
+                      f"transformers=={transformers}"], log)
+    elif kind == "shared-torch":
         base = _ensure_base(root, torch, log)
         _fresh_venv(folder, log, with_pip=False)  # pip, like torch, comes from the base
         with open(os.path.join(_site_packages(folder), _PTH), "w", encoding="utf-8") as fh:
@@ -77,11 +155,11 @@ def ensure(root: str, torch: str, transformers: str, kind: str = "shared-torch",
     else:
         _fresh_venv(folder, log)
         _pip(folder, [f"torch=={torch}", *RUN_DEPENDENCIES, f"transformers=={transformers}"], log)
-    freeze = _check(folder, torch, transformers, log)
+    freeze, pip_check = _check(folder, torch, transformers, log)
     elapsed = time.perf_counter() - start
     _write_marker(folder, {"torch": torch, "transformers": transformers, "kind": kind, "build_s": elapsed,
-                           "python": _PYTHON, "freeze": freeze})
-    return Env(folder, python_of(folder), torch, transformers, kind, elapsed, freeze)
+                           **identity, "freeze": freeze, "pip_check": list(pip_check)})
+    return Env(folder, python_of(folder), torch, transformers, kind, elapsed, freeze, pip_check)
 
 
 def _ensure_base(root: str, torch: str, log) -> str:
@@ -108,8 +186,9 @@ def _pip(folder: str, requirements: list[str], log) -> None:
           f"pip install {' '.join(requirements)}")
 
 
-def _check(folder: str, torch: str, transformers: str, log) -> str:
-    """Import both, compare their versions with the pair's; `pip check`; returns `pip freeze`."""
+def _check(folder: str, torch: str, transformers: str, log) -> tuple[str, tuple[str, ...]]:
+    """Import both, compare their versions with the pair's; `pip check`; returns `pip freeze` and pip check's
+    complaints (empty when it found nothing broken)."""
     probe = ("import importlib.metadata as m, sys; "
              "print(m.version('torch').split('+')[0], m.version('transformers'))")
     got = _call([python_of(folder), "-c", probe], log, "version check", capture=True).split()
@@ -117,10 +196,13 @@ def _check(folder: str, torch: str, transformers: str, log) -> str:
         raise HarnessError(f"{folder}: expected torch {torch} and transformers {transformers}, found {got}",
                            key="environment")
     pip_check = subprocess.run([python_of(folder), "-m", "pip", "check"], capture_output=True, text=True, check=False)
+    said = (pip_check.stdout.strip() or pip_check.stderr.strip()).splitlines()
     if log:
-        log(f"pip check: {pip_check.stdout.strip() or pip_check.stderr.strip()}")
-    return _call([python_of(folder), "-m", "pip", "freeze", "--disable-pip-version-check"], log, "pip freeze",
-                 capture=True)
+        log(f"pip check: {' | '.join(said)}")
+    problems = tuple(line.strip() for line in said if line.strip() and line.strip() != _PIP_CHECK_OK)
+    freeze = _call([python_of(folder), "-m", "pip", "freeze", "--disable-pip-version-check"], log, "pip freeze",
+                   capture=True)
+    return freeze, problems
 
 
 def _site_packages(folder: str) -> str:

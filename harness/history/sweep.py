@@ -42,6 +42,7 @@ class SweepConfig:
     cells: list[str] = field(default_factory=list)  # --cell ids, filtered per release by its registered backends
     workers: str = "2"
     envs_kind: str = "shared-torch"
+    wheels: str | None = None  # --envs-kind inherited: the folder of transformers wheels
     env_vars: dict[str, str] = field(default_factory=dict)  # extra environment for the runs (bench: TMPDIR)
 
 
@@ -107,7 +108,7 @@ def _prefetch(builder: ThreadPoolExecutor, config: SweepConfig, torch: str, rele
     if _results_state(os.path.join(pair_dir(config.out, torch, release), "results.json")) == "complete":
         return
     _PREFETCHED[(config.envs, torch, release)] = builder.submit(
-        history_envs.ensure, config.envs, torch, release, config.envs_kind, None)
+        history_envs.ensure, config.envs, torch, release, config.envs_kind, None, wheels=config.wheels)
 
 
 def _environment(config: SweepConfig, torch: str, release: str, log) -> history_envs.Env:
@@ -119,7 +120,7 @@ def _environment(config: SweepConfig, torch: str, release: str, log) -> history_
         except HarnessError:
             pass  # built again below, with its log
     return history_envs.ensure(config.envs, torch, release, config.envs_kind,
-                               log=lambda m: log(f"  [{torch}/{release}] {m}"))
+                               log=lambda m: log(f"  [{torch}/{release}] {m}"), wheels=config.wheels)
 
 
 def run_pair(config: SweepConfig, torch: str, release: str, log: Callable[[str], None]) -> dict[str, Any]:
@@ -137,7 +138,8 @@ def run_pair(config: SweepConfig, torch: str, release: str, log: Callable[[str],
         return {**entry, "state": "env_failed", "error": exc.render()}
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "pip-freeze.txt"), "w", encoding="utf-8") as fh:
-        fh.write(env.freeze)
+        fh.write(freeze_text(env))  # committed with the sweep: no machine paths
+    entry["pip_check"] = [portable_text(line) for line in env.pip_check]
     entry["env_build_s"] = round(env.build_s, 1)
     entry["registered"] = registered_in(env.python)
     args = ["--out", out, "-n", config.workers, *config.run_args]
@@ -166,6 +168,13 @@ def run_pair(config: SweepConfig, torch: str, release: str, log: Callable[[str],
     with open(results, encoding="utf-8") as fh:
         entry["cells"] = len(json.load(fh).get("cells", []))
     return {**entry, "state": "complete"}
+
+
+def freeze_text(env: history_envs.Env) -> str:
+    """pip-freeze.txt: `pip freeze`, headed by what `pip check` found broken, as comments (still a requirements
+    file); portable (an image's packages installed from local files name their paths)."""
+    head = "".join(f"# pip check: {line}\n" for line in env.pip_check)
+    return portable_text(head + env.freeze)
 
 
 def registered_in(python: str) -> list[str] | None:
