@@ -17,9 +17,9 @@ import zipfile
 
 import pytest
 
-from harness import history_envs, history_sweep
-from harness.cli import build_parser
-from harness.cmd_history import _config
+from harness.history import envs as history_envs, sweep as history_sweep
+from harness.cli.main import build_parser
+from harness.cli.cmd_history import _config
 from harness.errors import HarnessError
 
 RELEASE = "5.99.0"
@@ -110,7 +110,7 @@ def test_history_options_for_inherited_environments(built, tmp_path):
 
 
 def test_wheels_travel_packed_and_come_back_member_for_member(tmp_path):
-    from harness import history_wheels
+    from harness.history import wheels as history_wheels
 
     here, there = tmp_path / "here", tmp_path / "there"
     here.mkdir()

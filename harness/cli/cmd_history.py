@@ -169,7 +169,7 @@ def _config(args: argparse.Namespace):
 
 def _inherited(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """--envs-kind inherited: the releases (checked against the wheels folder) and the one torch, this python's."""
-    from harness import history_envs, history_releases
+    from harness.history import envs as history_envs, releases as history_releases
 
     if not args.wheels:
         raise HarnessError("--envs-kind inherited installs transformers from a folder of wheels: give --wheels DIR",

@@ -98,7 +98,7 @@ def wheel_of(wheels: str, transformers: str) -> str | None:
 
 def wheel_versions(wheels: str) -> list[str]:
     """Every transformers release with a wheel in the folder `wheels` (the releases an offline sweep can run)."""
-    from harness.history_releases import is_release, key
+    from harness.history.releases import is_release, key
 
     versions = {name.split("-")[1] for name in _listdir(wheels)
                 if name.startswith("transformers-") and name.endswith(".whl") and name.count("-") >= 2}

@@ -7,8 +7,8 @@ release), so a file that did not change costs almost nothing: four releases (5.2
 with the original bytes, so the wheel's RECORD hashes hold and pip installs it as the original (the zip container
 itself is not byte-identical).
 
-  python3 -m harness.history_wheels pack OUT.tar.xz WHEEL...     # here, after pip download --no-deps
-  python3 -m harness.history_wheels unpack IN.tar.xz DIR         # there; then --wheels DIR
+  python3 -m harness.history.wheels pack OUT.tar.xz WHEEL...     # here, after pip download --no-deps
+  python3 -m harness.history.wheels unpack IN.tar.xz DIR         # there; then --wheels DIR
 """
 
 from __future__ import annotations
