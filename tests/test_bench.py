@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from harness.bench.claims import check_all, compare, fastest_outcome
-from harness.bench.config import AUTOTUNE_MODES, MODES, BenchShape, Item, make_config, parse_shape, plan_items
+from harness.bench.config import AUTOTUNE_MODES, BenchShape, Item, make_config, parse_shape, plan_items
+from harness.config.vocabulary import MODES
 from harness.bench.merge import merge_runs
 from harness.bench.point import PointContext, measure_point
 from harness.bench.report import write_report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.bench.config import MODES
+from harness.config.vocabulary import MODES
 
 SOURCE = "transformers"  # the claims are about transformers' backends
 NAMES = ("eager", "batched_mm", "grouped_mm")

@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from harness.bench.results import TAG
+from harness.config.vocabulary import CUDAGRAPH_MODES, DEVICES, DTYPES, MODES
 from harness.errors import HarnessError
 
-DEVICES = ("cpu", "cuda")
-# Every compile setting; "uncompiled" is plain eager PyTorch. The last two capture CUDA graphs (cuda only).
-MODES = ("uncompiled", "default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
-CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
-DTYPES = ("bfloat16", "float16", "float32")
+# The matrix's vocabulary (harness/config/vocabulary.py): the same devices, compile modes and dtypes, in the same
+# order; "uncompiled" is plain eager PyTorch, CUDAGRAPH_MODES capture CUDA graphs (cuda only).
 # source:name. transformers:* are transformers' own functions run on backends.experts.Experts (same attribute
 # names); transformers:eager is the eager forward of transformers' Qwen2-MoE experts class, run on that module.
 BACKENDS = (
@@ -208,6 +206,6 @@ def plan_items(config: BenchConfig) -> list[Item]:
     def rank(item: Item):
         extra = config.dtypes.index(item.dtype) * (0.5 if item.mode == "uncompiled" else 4)
         return (_TIER[item.source][item.mode] + extra, shape_order[item.shape], backend_order[item.backend],
-                MODES.index(item.mode))
+                item.mode in CUDAGRAPH_MODES, MODES.index(item.mode))  # CUDA-graph capture after its twin
 
     return sorted(items, key=rank)

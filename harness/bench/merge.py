@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.bench.config import MODES
+from harness.config.vocabulary import MODES
 
 _KEY = ("shape", "dtype", "backend", "mode", "tokens")
 
