@@ -140,10 +140,17 @@ def test_make_experts_layout(layout):
 
 
 @pytest.mark.parametrize("backend", list(REFERENCE_BACKENDS))
-def test_module_forward_dispatches(backend):
+def test_module_forward_dispatches(backend, monkeypatch):
+    # The backends agree within tolerance, so equal outputs prove nothing about dispatch: spy on every backend
+    # (as transformers' tests wrap ALL_EXPERTS_FUNCTIONS) and require that exactly the named one ran.
     module, hidden, index, weights, _ = _inputs("T9_E6", torch.float32, "gpt_oss")
+    ran = []
+    for name, fn in list(REFERENCE_BACKENDS.items()):
+        monkeypatch.setitem(REFERENCE_BACKENDS, name, lambda *args, _name=name, _fn=fn: ran.append(_name) or _fn(*args))
     module.experts_implementation = backend
-    torch.testing.assert_close(module(hidden, index, weights), REFERENCE_BACKENDS[backend](module, hidden, index, weights))
+    out = module(hidden, index, weights)
+    assert ran == [backend]
+    torch.testing.assert_close(out, REFERENCE_BACKENDS[backend](module, hidden, index, weights))
 
 
 def test_dotted_paths_import():
