@@ -43,10 +43,12 @@ def test_unexpected_pass_and_regression_become_rules_then_nothing_changes(tmp_pa
         _record(partial, "mismatch", {"type": "Mismatch", "message": "1 % off"}),  # docs say pass
         _record("user-healthy-uncompiled-float32-cpu-prefill", "pass")]))
     check = _Proc(capsys, "update-expectations", results, "--matrix", str(matrix), "--check")
-    assert check.returncode == 1 and f"+ {fullgraph}: expect: pass" in check.stdout
+    assert check.returncode == 1 and '+ match: {source: "user", backend: "healthy", fullgraph: true} ' \
+        'expect: pass reason: "measured pass on' in check.stdout and "(1 cell(s))" in check.stdout
     proc = _Proc(capsys, "update-expectations", results, "--matrix", str(matrix))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"+ {partial}: expect: fail status: [mismatch]" in proc.stdout
+    assert '+ match: {source: "user", backend: "healthy", fullgraph: false} expect: fail status: [mismatch] ' \
+        'error_match: "Mismatch"' in proc.stdout
     loaded = load_matrix(str(matrix), import_backends=False)
     expected = {cell.id: expectation_for(cell, loaded.rules) for cell in expand_cells(loaded)}
     assert expected[fullgraph].expect == "pass" and "measured pass" in expected[fullgraph].reason
@@ -62,7 +64,8 @@ def test_unexpected_pass_and_regression_become_rules_then_nothing_changes(tmp_pa
     back = write(tmp_path / "back.json", doc([_record(fullgraph, "compile_error",
                                                       {"type": "Unsupported", "message": "graph break"})]))
     proc = _Proc(capsys, "update-expectations", back, "--matrix", str(matrix))
-    assert proc.returncode == 0 and f"- {fullgraph}: agrees with the docs' rules again" in proc.stdout
+    assert proc.returncode == 0 and '- match: {source: "user", backend: "healthy", fullgraph: true} ' \
+        'expect: pass' in proc.stdout and proc.stdout.count("\n+ ") + proc.stdout.startswith("+ ") == 0
     loaded = load_matrix(str(matrix), import_backends=False)
     rules = {cell.id: expectation_for(cell, loaded.rules) for cell in expand_cells(loaded)}
     assert rules[fullgraph].reason == "docs: no fullgraph" and rules[partial].statuses == ("mismatch",)
@@ -75,3 +78,21 @@ def test_unknown_cells_and_bad_files_are_reported(tmp_path, capsys):
     assert proc.returncode == 0 and "skip user-other" in proc.stdout
     proc = _Proc(capsys, "update-expectations", str(tmp_path / "missing.json"), "--matrix", str(matrix))
     assert proc.returncode == 2 and "missing.json" in proc.stderr
+
+
+def test_cells_with_one_claim_become_one_rule_a_person_would_write(tmp_path, capsys):
+    # Every dtype of the fullgraph cells fails the same way, against the docs' "pass": one rule, no dtype in it.
+    matrix = write_matrix(tmp_path / "matrix.yaml", matrix_doc(
+        {"healthy": fixture_backend("healthy")}, axes={"dtype": ["bfloat16", "float16", "float32"]}))
+    cells = [f"user-healthy-default-{dtype}-fullgraph-cpu-prefill" for dtype in ("bfloat16", "float16", "float32")]
+    records = [dict(_record(cell_id, "compile_error", {"type": "torch._dynamo.exc.Unsupported", "message": "m"}),
+                    dtype=cell_id.split("-")[3]) for cell_id in cells]
+    results = write(tmp_path / "r.json", doc(records))
+    proc = _Proc(capsys, "update-expectations", results, "--matrix", str(matrix))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    added = [line for line in proc.stdout.splitlines() if line.startswith("+ ")]
+    assert len(added) == 1 and "(3 cell(s))" in added[0] and "dtype" not in added[0]
+    assert '{source: "user", backend: "healthy", fullgraph: true}' in added[0]
+    loaded = load_matrix(str(matrix), import_backends=False)
+    decided = {cell.id: expectation_for(cell, loaded.rules).expect for cell in expand_cells(loaded)}
+    assert [cell_id for cell_id, expect in decided.items() if expect == "fail"] == cells

@@ -1,8 +1,8 @@
 """`python -m harness update-expectations RESULTS...`: accept measured outcomes that contradict the docs' rules.
 
 The hand-written rules of matrix.yaml encode the documentation. Where a measurement contradicts them (a
-regression or an unexpected pass), this command writes a cell-specific rule with the measured outcome into a
-generated section of the expectations list, between `# compile-matrix:measured-begin` and `-end`, and prints
+regression or an unexpected pass), this command writes rules with the measured outcome (one per claim: the
+fewest boxes of axis values that cover exactly the cells with that outcome and error) into a generated section of the expectations list, between `# compile-matrix:measured-begin` and `-end`, and prints
 what changed. Cells the results do not cover keep their generated rules; cells that agree with the docs again
 lose theirs. Until someone runs it, such improvements fail `run --strict` (the update_expected.py way).
 """
@@ -14,8 +14,10 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 
 from harness.cells.cell import Cell, expand_cells, expectation_for
+from harness.cells.rule_boxes import boxes
 from harness.errors import EXIT_REGRESSION, HarnessError
 from harness.config.matrix import AXES, Matrix
 from harness.config.rules_check import MEASURED_BEGIN, MEASURED_END
@@ -55,13 +57,15 @@ def run(args: argparse.Namespace) -> int:
     generated = [r for r in matrix.rules if lines_of_section[0] <= r.line <= lines_of_section[1]]
     docs_rules = tuple(r for r in matrix.rules if r not in generated)
     cells = {cell.id: cell for cell in expand_cells(matrix)}
-    kept = _existing(generated, cells, text)
-    wanted, notes = _measured_rules(matrix, cells, docs_rules, args.results)
-    new = {cell_id: text_ for cell_id, text_ in kept.items() if cell_id not in wanted}
-    new.update({cell_id: rule for cell_id, rule in wanted.items() if rule is not None})
+    kept = _existing_claims(generated, cells)
+    wanted, notes = _measured_claims(matrix, cells, docs_rules, args.results)
+    claims = {cell_id: claim for cell_id, claim in kept.items() if cell_id not in wanted}
+    claims.update({cell_id: claim for cell_id, claim in wanted.items() if claim is not None})
+    old = {_rule_text(_match_of(rule), _Claim.of(rule)): _count(rule, cells) for rule in generated}
+    new = _rules(claims, cells)
     for note in notes:
         print(note)
-    changes = _print_changes(kept, new)
+    changes = _print_changes(old, new)
     if not changes:
         print(f"{args.matrix}: expectations already match the measurement")
         return 0
@@ -69,13 +73,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.matrix}: {changes} rule(s) would change: python -m harness update-expectations "
               + " ".join(args.results))
         return EXIT_REGRESSION
-    _write_checked(args.matrix, _with_section(text, span, [new[k] for k in sorted(new)], args.matrix))
+    _write_checked(args.matrix, _with_section(text, span, list(new), args.matrix))
     print(f"{args.matrix}: {changes} generated rule(s) changed")
     return 0
 
 
-def _measured_rules(matrix: Matrix, cells: dict[str, Cell], docs_rules, paths):
-    """cell id -> rule text (None: the docs' rule is right); and notes about cells left alone."""
+@dataclass(frozen=True)
+class _Claim:
+    """What a generated rule says about its cells: the measured outcome, and why."""
+
+    expect: str
+    statuses: tuple[str, ...] | None
+    error_match: str | None
+    reason: str
+
+    @classmethod
+    def of(cls, rule) -> _Claim:
+        """The claim of a rule already in the generated section."""
+        return cls(rule.expect, rule.statuses, rule.error_match, rule.reason)
+
+
+def _measured_claims(matrix: Matrix, cells: dict[str, Cell], docs_rules, paths):
+    """cell id -> claim (None: the docs' rule is right); and notes about cells left alone."""
     by_id: dict[str, list] = {}
     for obs in merge(load_observations(paths)).observations():
         by_id.setdefault(obs.id, []).append(obs)
@@ -97,72 +116,83 @@ def _measured_rules(matrix: Matrix, cells: dict[str, Cell], docs_rules, paths):
         if judge(docs, Status(obs.cell["status"]), obs.cell.get("error")).verdict is Verdict.OK:
             wanted[cell_id] = None
         else:
-            wanted[cell_id] = _rule_text(cell, obs, docs.reason)
+            wanted[cell_id] = _claim(obs, docs.reason)
     return wanted, notes
 
 
-def _rule_text(cell: Cell, obs, docs_reason: str) -> str:
-    values = cell.axis_values()
-    # Every axis, so the rule names exactly this cell; the generated section ends the list, so it wins.
-    match = {"source": cell.source, "backend": cell.backend, **{axis: values[axis] for axis in AXES if values[axis] is not None}}
-    flow = ", ".join(f"{key}: {json.dumps(value)}" for key, value in match.items())
-    status = obs.cell["status"]
-    error = obs.cell.get("error") or {}
-    lines = [f"- match: {{{flow}}}"]
+def _claim(obs, docs_reason: str) -> _Claim:
+    """The measured outcome of one observation as a claim; the reason names the environment, not the cell."""
+    status, error = obs.cell["status"], obs.cell.get("error") or {}
     if status == "pass":
-        lines.append("  expect: pass")
-        reason = f"measured pass on {obs.env.short}; the docs' rule said: {docs_reason}"
-    else:
-        lines += ["  expect: fail", f"  status: [{status}]"]
-        error_type = (error.get("type") or "").rsplit(".", 1)[-1]
-        if error_type:
-            lines.append(f"  error_match: {json.dumps(re.escape(error_type))}")
-        reason = f"measured {status} on {obs.env.short}: {error_type}: {error.get('message', '')}"
-    lines.append(f"  reason: {json.dumps(' '.join(reason.split())[:300])}")
-    return "\n".join(lines)
+        return _Claim("pass", None, None, f"measured pass on {obs.env.short}; the docs' rule said: {docs_reason}")
+    error_type = (error.get("type") or "").rsplit(".", 1)[-1]
+    reason = f"measured {status} on {obs.env.short}: {error_type}: {error.get('message', '')}"
+    return _Claim("fail", (status,), re.escape(error_type) if error_type else None, " ".join(reason.split())[:300])
 
 
-def _existing(generated, cells: dict[str, Cell], text: str) -> dict[str, str]:
-    """Generated rules now in the file, by the one cell each names, as their text (dedented)."""
-    lines = text.splitlines()
-    starts = sorted(rule.line for rule in generated)
+def _rules(claims: dict[str, _Claim], cells: dict[str, Cell]) -> dict[str, int]:
+    """One rule per claim and backend, as few as cover exactly its cells: rule text -> cells it decides.
+
+    Cells of one backend with the same outcome and error type share a claim even where the reasons' messages
+    differ (numbers, shapes): the rule keeps the first cell's reason.
+    """
+    universe = list(cells.values())
+    groups: dict[tuple, list[str]] = {}
+    for cell_id in sorted(claims, key=list(cells).index):
+        claim, cell = claims[cell_id], cells[cell_id]
+        groups.setdefault((cell.source, cell.backend, claim.expect, claim.statuses, claim.error_match), []).append(
+            cell_id)
     out = {}
-    for rule in generated:
-        matched = [cell_id for cell_id, cell in cells.items() if rule.matches(cell.axis_values())]
-        if len(matched) != 1:
-            continue  # hand-edited into something broader: dropped on rewrite
-        index = starts.index(rule.line)
-        end = starts[index + 1] - 1 if index + 1 < len(starts) else _end_line(lines, rule.line)
-        block = [line for line in lines[rule.line - 1:end] if line.strip() and not line.strip().startswith("#")]
-        indent = len(block[0]) - len(block[0].lstrip())
-        out[matched[0]] = "\n".join(line[indent:] for line in block)
+    for ids in groups.values():
+        claim = claims[ids[0]]
+        for match in boxes([cells[i] for i in ids], universe):
+            out[_rule_text(match, claim)] = sum(all(getattr(cells[i], a) in v for a, v in match.items()) for i in ids)
     return out
 
 
-def _end_line(lines: list[str], after: int) -> int:
-    for number in range(after, len(lines) + 1):
-        if _END_RE.match(lines[number - 1]):
-            return number - 1
-    return len(lines)
+def _match_of(rule) -> dict[str, tuple]:
+    return dict(rule.match)
 
 
-def _print_changes(old: dict[str, str], new: dict[str, str]) -> int:
-    count = 0
-    for cell_id in sorted(set(old) | set(new)):
-        if old.get(cell_id) == new.get(cell_id):
-            continue
-        count += 1
-        if cell_id not in old:
-            print(f"+ {cell_id}: {_summary(new[cell_id])}")
-        elif cell_id not in new:
-            print(f"- {cell_id}: agrees with the docs' rules again")
-        else:
-            print(f"~ {cell_id}: {_summary(new[cell_id])}")
-    return count
+def _count(rule, cells: dict[str, Cell]) -> int:
+    return sum(rule.matches(cell.axis_values(), ignore_capability=True) for cell in cells.values())
+
+
+def _rule_text(match: dict[str, tuple], claim: _Claim) -> str:
+    order = ("source", "backend") + AXES
+    flow = ", ".join(f"{key}: {json.dumps(match[key][0] if len(match[key]) == 1 else list(match[key]))}"
+                     for key in order if key in match)
+    lines = [f"- match: {{{flow}}}", f"  expect: {claim.expect}"]
+    if claim.statuses:
+        lines.append(f"  status: [{', '.join(claim.statuses)}]")
+    if claim.error_match:
+        lines.append(f"  error_match: {json.dumps(claim.error_match)}")
+    lines.append(f"  reason: {json.dumps(claim.reason)}")
+    return "\n".join(lines)
+
+
+def _existing_claims(generated, cells: dict[str, Cell]) -> dict[str, _Claim]:
+    """The claim every cell gets from the generated rules now in the file."""
+    out = {}
+    for rule in generated:
+        for cell_id, cell in cells.items():
+            if rule.matches(cell.axis_values(), ignore_capability=True):
+                out[cell_id] = _Claim.of(rule)
+    return out
+
+
+def _print_changes(old: dict[str, int], new: dict[str, int]) -> int:
+    """Print the rules that go and come (with how many cells each decides); return how many changed."""
+    gone, come = [r for r in old if r not in new], [r for r in new if r not in old]
+    for rule in gone:
+        print(f"- {_summary(rule)} ({old[rule]} cell(s))")
+    for rule in come:
+        print(f"+ {_summary(rule)} ({new[rule]} cell(s))")
+    return len(gone) + len(come)
 
 
 def _summary(rule: str) -> str:
-    return " ".join(line.strip() for line in rule.splitlines()[1:])
+    return " ".join(line.strip().lstrip("- ") for line in rule.splitlines())
 
 
 def _section(text: str, path: str):
