@@ -50,7 +50,7 @@ def eager_experts_forward(module, hidden_states, top_k_index, top_k_weights):
         final.index_add_(0, token, (out * weights[token, slot, None]).to(final.dtype))
     return final
 
-# backends/experts.py, backends/oracle.py, harness/cell_run.py: what the harness runs around it
+# backends/experts.py, backends/oracle.py, harness/measure/steps.py: what the harness runs around it
 class Experts(nn.Module):
     def __init__(self, num_experts: int, hidden_dim: int, intermediate_dim: int, *, act_fn: nn.Module | None=None, experts_implementation='eager', dtype: torch.dtype | None=None, device: torch.device | str | None=None):
         super().__init__()
@@ -77,18 +77,18 @@ def make_experts(num_experts: int, hidden: int, intermediate: int, *, dtype: tor
     module = Experts(num_experts, hidden, intermediate, experts_implementation=experts_implementation, dtype=dtype, device=device)
     _init_weights(module, seed)
     return module
-def _compile(subject):
+def compile_forward(subject):
     def forward(hidden_states, top_k_index, top_k_weights):
         return subject.fn(subject.module, hidden_states, top_k_index, top_k_weights)
     return torch.compile(forward, mode=None, fullgraph=True)
-def _inputs(subject, tokens: int, device, dtype, call: int):
+def fresh_inputs(subject, tokens: int, device, dtype, call: int):
     gen = torch.Generator().manual_seed(9975 * 1000 + call)
     hidden = torch.randn(tokens, 64, generator=gen)
     scores = torch.rand(tokens, 8, generator=gen)
     top_k_index = scores.topk(2, dim=-1).indices
     top_k_weights = torch.softmax(torch.randn(tokens, 2, generator=gen), dim=-1)
     return hidden.to(device, dtype), top_k_index.to(device), top_k_weights.to(device, dtype)
-def _compare(out, ref, tokens: int, hidden: int, dtype):
+def compare(out, ref, tokens: int, hidden: int, dtype):
     if not isinstance(out, torch.Tensor):
         return f"returned {type(out).__name__}, not a tensor", None
     if tuple(out.shape) != (tokens, hidden):
@@ -128,13 +128,13 @@ def main():
     device, dtype = (torch.device('cpu'), torch.bfloat16)
     torch.manual_seed(9975)
     module = make_experts(8, 64, 32, dtype=dtype, device=device, seed=9975)
-    subject = types.SimpleNamespace(module=module, fn=eager_experts_forward, dense_routing=False)  # as harness/subjects.py
-    compiled = _compile(subject)
+    subject = types.SimpleNamespace(module=module, fn=eager_experts_forward, dense_routing=False)  # as harness/sources/load.py
+    compiled = compile_forward(subject)
     with torch.no_grad():  # as generate() runs
         for call, tokens in enumerate([1, 4, 1]):
-            args = _inputs(subject, tokens, device, dtype, call)
+            args = fresh_inputs(subject, tokens, device, dtype, call)
             out = compiled(*args)  # a compile or runtime failure raises here
-            problem, rel = _compare(out, oracle_forward(module, *args), tokens, 64, dtype)
+            problem, rel = compare(out, oracle_forward(module, *args), tokens, 64, dtype)
             problem = problem or (rel > 0.03 and f'max relative error {rel:.3g} > tolerance')
             print(f"call {call} ({tokens} tokens): " + (problem or f"max relative error {rel:.3g}"), flush=True)
             assert not problem, f"call {call} ({tokens} tokens): {problem}"

@@ -27,9 +27,10 @@ from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
 from transformers.generation.configuration_utils import CompileConfig
 from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
 
-# harness/cell_run.py, harness/model_checks.py, harness/model_generate.py, harness/model_run.py,
-# harness/profiler_probe.py, harness/signals.py, harness/subjects.py, harness/tf_dispatch.py,
-# harness/tf_families.py: what the harness runs around it
+# harness/measure/model_checks.py, harness/measure/model_generate.py, harness/measure/model_run.py,
+# harness/measure/profiler_probe.py, harness/measure/signals.py, harness/measure/steps.py,
+# harness/sources/dispatch.py, harness/sources/families.py, harness/sources/subject.py: what the harness runs around
+# it
 INTERESTING_OP = re.compile(r"grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch")
 @dataclass(frozen=True)
 class Family:
@@ -264,7 +265,7 @@ def dispatch_proof(subject, ops: list[str], signals: dict[str, Any] | None = Non
             + (f"ops of another backend {foreign} seen" if foreign else "")
         return "runtime_error", {"type": "MisDispatch", "phase": "profile", "message": f"{what}; ran {ops}"}
     return "pass", None
-def _degradations(signals: dict[str, Any]) -> list[str]:
+def degradations(signals: dict[str, Any]) -> list[str]:
     found = []
     if signals.get('recompiles', 0) > 1:
         found.append(f"recompile_storm: {signals['recompiles']} recompiles > {1}")
@@ -299,7 +300,7 @@ def _forward(model, reference, key: str, device, signals) -> tuple[str, dict[str
             subject = Subject(model, model.forward, expected_ops=expected, forbidden_ops=forbidden)
             status, error = dispatch_proof(subject, signals['ops'], signals, True)
     signals.update(collector.result())
-    signals['degraded'] = _degradations(signals)
+    signals['degraded'] = degradations(signals)
     signals["model_checks"].append({"check": "compiled_forward", "ok": status == "pass"})
     return status, error
 NEW_TOKENS = 4

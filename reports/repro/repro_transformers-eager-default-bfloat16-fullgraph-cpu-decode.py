@@ -24,9 +24,9 @@ from torch.profiler import ProfilerActivity, profile
 import transformers
 from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS, _default_apply_gate
 
-# backends/oracle.py, harness/cell_run.py, harness/profiler_probe.py, harness/signals.py,
-# harness/source_transformers.py, harness/subjects.py, harness/tf_dispatch.py, harness/tf_families.py: what the
-# harness runs around it
+# backends/oracle.py, harness/measure/cell_run.py, harness/measure/profiler_probe.py, harness/measure/signals.py,
+# harness/measure/steps.py, harness/sources/dispatch.py, harness/sources/families.py, harness/sources/load.py,
+# harness/sources/subject.py, harness/sources/transformers_experts.py: what the harness runs around it
 INTERESTING_OP = re.compile(r"grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch")
 @dataclass(frozen=True)
 class Family:
@@ -178,11 +178,11 @@ def load_transformers_subject(device, dtype) -> Subject:
                    forbidden_ops=forbidden, info=info)
 def load_subject(device, dtype) -> Subject:
     return load_transformers_subject(device, dtype)
-def _compile(subject):
+def compile_forward(subject):
     def forward(hidden_states, top_k_index, top_k_weights):
         return subject.fn(subject.module, hidden_states, top_k_index, top_k_weights)
     return torch.compile(forward, mode=None, fullgraph=True)
-def _inputs(subject, tokens: int, device, dtype, call: int):
+def fresh_inputs(subject, tokens: int, device, dtype, call: int):
     gen = torch.Generator().manual_seed(29166 * 1000 + call)
     hidden = torch.randn(tokens, 64, generator=gen)
     scores = torch.rand(tokens, 8, generator=gen)
@@ -195,7 +195,7 @@ def classify_exception(exc: BaseException, compiling: bool) -> str:
     if not compiling:
         return "runtime_error"
     return "compile_error" if isinstance(exc, TorchDynamoException) else "runtime_error"
-def _compare(out, ref, tokens: int, hidden: int, dtype):
+def compare(out, ref, tokens: int, hidden: int, dtype):
     if not isinstance(out, torch.Tensor):
         return f"returned {type(out).__name__}, not a tensor", None
     if tuple(out.shape) != (tokens, hidden):
@@ -262,7 +262,7 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights) -> torch.T
 def _call_all(subject, compiled, device, dtype, signals):
     worst = 0.0
     for call, tokens in enumerate([1, 4, 1]):
-        args = _inputs(subject, tokens, device, dtype, call)
+        args = fresh_inputs(subject, tokens, device, dtype, call)
         start = time.perf_counter()
         try:
             out = compiled(*args)
@@ -270,7 +270,7 @@ def _call_all(subject, compiled, device, dtype, signals):
             signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
             return (classify_exception(exc, True), error_record(exc, f'call {call} ({tokens} tokens)'))
         seconds = time.perf_counter() - start
-        problem, rel = _compare(out, oracle_forward(subject.module, *args), tokens, 64, dtype)
+        problem, rel = compare(out, oracle_forward(subject.module, *args), tokens, 64, dtype)
         signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel})
         if rel is not None:
             worst = max(worst, rel)
@@ -283,7 +283,7 @@ def _call_all(subject, compiled, device, dtype, signals):
     return "pass", None
 STEADY_CALLS = 5
 def _steady_time(compiled, subject, device, dtype) -> float:
-    args = _inputs(subject, 1, device, dtype, 0)
+    args = fresh_inputs(subject, 1, device, dtype, 0)
     times = []
     for _ in range(STEADY_CALLS):
         start = time.perf_counter()
@@ -295,7 +295,7 @@ def _measure(subject, compiled, collector, device, dtype, signals):
     try:
         signals['steady_s'] = _steady_time(compiled, subject, device, dtype)
         phase = "profiled call"
-        signals['ops'], signals['profiled_events'] = collector.profile(lambda: compiled(*_inputs(subject, 1, device, dtype, 0)))
+        signals['ops'], signals['profiled_events'] = collector.profile(lambda: compiled(*fresh_inputs(subject, 1, device, dtype, 0)))
     except Exception as exc:
         return (classify_exception(exc, True), error_record(exc, phase))
     return "pass", None
@@ -330,7 +330,7 @@ def dispatch_proof(subject, ops: list[str], signals: dict[str, Any] | None = Non
             + (f"ops of another backend {foreign} seen" if foreign else "")
         return "runtime_error", {"type": "MisDispatch", "phase": "profile", "message": f"{what}; ran {ops}"}
     return "pass", None
-def _degradations(signals: dict[str, Any]) -> list[str]:
+def degradations(signals: dict[str, Any]) -> list[str]:
     found = []
     if signals.get('recompiles', 0) > 1:
         found.append(f"recompile_storm: {signals['recompiles']} recompiles > {1}")
@@ -343,7 +343,7 @@ def _run_kernel_cell() -> dict[str, Any]:
     signals: dict[str, Any] = {"calls": [], "max_rel_error": None}
     try:
         subject = load_subject(device, dtype)
-        compiled = _compile(subject)
+        compiled = compile_forward(subject)
     except Exception as exc:
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     with collector, torch.no_grad():
@@ -356,7 +356,7 @@ def _run_kernel_cell() -> dict[str, Any]:
     signals.update(collector.result())
     if signals.get("steady_s") is not None and signals["calls"]:
         signals["compile_s"] = max(0.0, signals["calls"][0]["seconds"] - signals["steady_s"])
-    signals['degraded'] = _degradations(signals)
+    signals['degraded'] = degradations(signals)
     return {"status": status, "error": error, "signals": signals}
 
 def versions():

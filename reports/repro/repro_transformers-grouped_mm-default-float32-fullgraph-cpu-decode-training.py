@@ -24,9 +24,9 @@ from torch.profiler import ProfilerActivity, profile
 import transformers
 from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS, _default_apply_gate
 
-# backends/oracle.py, harness/cell_run.py, harness/profiler_probe.py, harness/signals.py,
-# harness/source_transformers.py, harness/subjects.py, harness/tf_dispatch.py, harness/tf_families.py,
-# harness/training.py: what the harness runs around it
+# backends/oracle.py, harness/measure/profiler_probe.py, harness/measure/signals.py, harness/measure/steps.py,
+# harness/measure/training.py, harness/sources/dispatch.py, harness/sources/families.py, harness/sources/load.py,
+# harness/sources/subject.py, harness/sources/transformers_experts.py: what the harness runs around it
 INTERESTING_OP = re.compile(r"grouped_mm|bmm|::mm$|::addmm$|fallback|cudaGraphLaunch")
 def implementation_key() -> str:
     if 'grouped_mm' not in ALL_EXPERTS_FUNCTIONS:
@@ -183,11 +183,11 @@ def load_transformers_subject(device, dtype) -> Subject:
                    forbidden_ops=forbidden, info=info)
 def load_subject(device, dtype) -> Subject:
     return load_transformers_subject(device, dtype)
-def _compile(subject):
+def compile_forward(subject):
     def forward(hidden_states, top_k_index, top_k_weights):
         return subject.fn(subject.module, hidden_states, top_k_index, top_k_weights)
     return torch.compile(forward, mode=None, fullgraph=True)
-def _inputs(subject, tokens: int, device, dtype, call: int):
+def fresh_inputs(subject, tokens: int, device, dtype, call: int):
     gen = torch.Generator().manual_seed(7257 * 1000 + call)
     hidden = torch.randn(tokens, 64, generator=gen)
     scores = torch.rand(tokens, 8, generator=gen)
@@ -200,7 +200,7 @@ def _cotangent(tokens: int, call: int):
     gen = torch.Generator().manual_seed(7257 * 1000 + 500 + call)
     return torch.randn(tokens, 64, generator=gen)
 def _step(subject, compiled, device, dtype, call: int):
-    hidden, index, weights = _inputs(subject, [1, 4, 1][call], device, dtype, call)
+    hidden, index, weights = fresh_inputs(subject, [1, 4, 1][call], device, dtype, call)
     hidden.requires_grad_(True)
     weights.requires_grad_(True)
     subject.module.zero_grad(set_to_none=True)
@@ -274,7 +274,7 @@ def _oracle_step(reference, args, call: int):
     grads = {"hidden_states": hidden64.grad, "routing_weights": weights64.grad}
     grads.update({name: param.grad for name, param in reference.named_parameters()})
     return out.detach(), grads
-def _compare(out, ref, tokens: int, hidden: int, dtype):
+def compare(out, ref, tokens: int, hidden: int, dtype):
     if not isinstance(out, torch.Tensor):
         return f"returned {type(out).__name__}, not a tensor", None
     if tuple(out.shape) != (tokens, hidden):
@@ -317,7 +317,7 @@ def _train_all(subject, reference, compiled, device, dtype, signals):
             return (classify_exception(exc, True), error_record(exc, f'call {call} ({tokens} tokens)'))
         seconds = time.perf_counter() - start
         ref_out, ref_grads = _oracle_step(reference, args, call)
-        problem, rel = _compare(out, ref_out, tokens, 64, dtype)
+        problem, rel = compare(out, ref_out, tokens, 64, dtype)
         grad_problem, grad_errors = _compare_grads(grads, ref_grads)
         signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel,
                                  "grad_rel_error": max(grad_errors.values(), default=None)})
@@ -365,7 +365,7 @@ def dispatch_proof(subject, ops: list[str], signals: dict[str, Any] | None = Non
             + (f"ops of another backend {foreign} seen" if foreign else "")
         return "runtime_error", {"type": "MisDispatch", "phase": "profile", "message": f"{what}; ran {ops}"}
     return "pass", None
-def _degradations(signals: dict[str, Any]) -> list[str]:
+def degradations(signals: dict[str, Any]) -> list[str]:
     found = []
     if signals.get('recompiles', 0) > 1:
         found.append(f"recompile_storm: {signals['recompiles']} recompiles > {1}")
@@ -378,7 +378,7 @@ def run_training_cell() -> dict[str, Any]:
     try:
         subject = load_subject(device, dtype)
         reference = copy.deepcopy(subject.module).to(torch.float64)  # before compile: a plain module
-        compiled = _compile(subject)
+        compiled = compile_forward(subject)
     except Exception as exc:
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     with collector, torch.enable_grad():
@@ -391,7 +391,7 @@ def run_training_cell() -> dict[str, Any]:
                 status, error = (classify_exception(exc, True), error_record(exc, 'profiled call'))
     signals.update(subject.info)
     signals.update(collector.result())
-    signals['degraded'] = _degradations(signals)
+    signals['degraded'] = degradations(signals)
     return {"status": status, "error": error, "signals": signals}
 
 def versions():
