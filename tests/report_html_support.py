@@ -84,7 +84,7 @@ def write_results(path: Path, cell_records: list[dict[str, Any]]) -> str:
 
 def page(tmp_path: Path, *, baseline: bool = True, records: list[dict[str, Any]] | None = None) -> str:
     """The HTML report of `cells()` (or `records`), compared with the baseline variant when `baseline`."""
-    from harness.cli.cmd_report import render
+    from harness.report.render import render
 
     results = write_results(tmp_path / "results.json", records if records is not None else cells())
     base = write_results(tmp_path / "baseline.json", cells(baseline=True)) if baseline else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cells.cell import Cell
-from harness.cli.cmd_report import render
+from harness.report.render import render
 from harness.report.docs_table import build_docs_table
 from harness.errors import HarnessError
 from harness.report.claims import compare, read_claims

@@ -95,7 +95,7 @@ def _write_diff(folder: str, merged, sections) -> None:
 
 
 def _write_reports(folder: str, merged_path: str, claims: str) -> None:
-    from harness.cli.cmd_report import render
+    from harness.report.render import render
 
     for fmt, name in (("markdown", "report.md"), ("html", "report.html")):
         text = render([merged_path], fmt, None, claims, "python -m harness merge")

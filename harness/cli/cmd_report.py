@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from harness.report.claims import DEFAULT_CLAIMS
+from harness.report.render import RENDERERS, render
 from harness.results.baseline import BASELINE_DIR
-from harness.report.beyond_table import beyond_rows, missing_prerequisites
-from harness.report.docs_table import build_docs_table, default_source
-from harness.report.claims import DEFAULT_CLAIMS, compare, read_claims
-from harness.report.html.inputs import skipped_cells
-from harness.results.observations import load_observations
-from harness.results.merge import merge
 
-FORMATS = ("markdown", "html", "json")
+FORMATS = tuple(RENDERERS)
 
 
 def add_parser(sub) -> None:
@@ -46,31 +41,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
-
-
-def render(paths: list[str], fmt: str, source: str | None, claims_path: str, command: str, *,
-           baseline: str | None = None, baselines: str = BASELINE_DIR) -> str:
-    """The report text in one format (the HTML page also compares with `baseline` when given)."""
-    merged = merge(load_observations(paths))
-    source = source or default_source(merged)
-    table = build_docs_table(merged, source)
-    checks = compare(read_claims(claims_path), table)
-    cells = [obs.cell for obs in merged.observations() if obs.cell["source"] == source]
-    beyond = beyond_rows(merged.observations(), source)
-    missing = missing_prerequisites([cell for _, cell in skipped_cells(paths)], source)
-    if fmt == "json":
-        doc = {"generated_by": command, "table": table.to_json(), "claims": [c.to_json() for c in checks],
-               "beyond_table": [row.to_json() for row in beyond], "missing_prerequisites": missing,
-               "claims_source": claims_path, "flaky": merged.flaky}
-        return json.dumps(doc, indent=1) + "\n"
-    if fmt == "html":
-        from harness.report.html.page import report_html
-        from harness.report.html.inputs import baseline_checks
-
-        compared = baseline_checks(paths, merged, baseline, baselines) if baseline else None
-        return report_html(table, checks, claims_path, merged, source, command, skipped=skipped_cells(paths),
-                           baseline=compared, results=paths)
-    from harness.report.markdown import report_markdown
-
-    return report_markdown(table, checks, claims_path, cells, command, beyond, missing)
-
