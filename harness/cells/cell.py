@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from harness.config.matrix import Matrix, Rule, admitted_points
+from harness.config.vocabulary import AXES, OPTIONAL_AXES
 from harness.environment.registered import DOCUMENTED
 
 
@@ -44,13 +45,14 @@ class Cell:
     @property
     def id(self) -> str:
         """Readable pytest id, e.g. reference-grouped_mm-default-bfloat16-fullgraph-cpu-prefill."""
-        parts = [self.source, self.backend, self.mode, self.dtype]
-        if self.fullgraph is not None:
-            parts.append("fullgraph" if self.fullgraph else "breaks-allowed")
-        parts += [self.device, self.shape]
-        # Axes with a usual value only show up in the id when they differ from it.
-        parts += [value for value, usual in ((self.layout, "default"), (self.scope, "kernel"),
-                                             (self.phase, "inference")) if value != usual]
+        parts = [self.source, self.backend]
+        for axis in AXES:  # in vocabulary order; an optional axis shows up only when it differs from its usual value
+            value = getattr(self, axis)
+            if axis == "fullgraph":
+                if value is not None:
+                    parts.append("fullgraph" if value else "breaks-allowed")
+            elif axis not in OPTIONAL_AXES or value != OPTIONAL_AXES[axis][0]:
+                parts.append(value)
         return "-".join(parts)
 
     def axis_values(self) -> dict[str, Any]:
@@ -60,6 +62,8 @@ class Cell:
 
 
 _FIELDS = tuple(field.name for field in fields(Cell))
+# The axes are declared once (config/vocabulary.py); Cell's fields follow them in order.
+assert _FIELDS == ("source", "backend") + AXES, f"Cell's fields {_FIELDS} do not follow AXES {AXES}"
 
 
 def expand_cells(matrix: Matrix) -> list[Cell]:
