@@ -58,6 +58,8 @@ def add_parser(sub) -> None:
                         "--no-deps transformers==X); without releases named, every release found there")
     p.add_argument("--inductor-cache", default=None, help="TORCHINDUCTOR_CACHE_DIR shared by every pair "
                    "(default: ENVS/inductor-cache)")
+    p.add_argument("--pycache", default=None, help="Python bytecode cache shared by every pair's run "
+                   "(PYTHONPYCACHEPREFIX; default: ENVS/pycache)")
     p.add_argument("--latest-patches", action="store_true", help="only the newest patch release of each minor")
     p.add_argument("--source", action="append", default=[], help="slice: only this source (default: transformers)")
     p.add_argument("--device", action="append", default=[], choices=["cpu", "cuda"],
@@ -97,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps({"releases": config.releases, "torch": config.torches, "run_args": config.run_args,
                           "cells": config.cells, "out": config.out, "envs": config.envs,
-                          "envs_kind": config.envs_kind, "wheels": config.wheels}, indent=1))
+                          "envs_kind": config.envs_kind, "wheels": config.wheels,
+                          "inductor_cache": config.inductor_cache, "pycache": config.pycache}, indent=1))
         return 0
     if args.bench:
         from harness.history.bench import bench, lines
@@ -164,7 +167,8 @@ def _config(args: argparse.Namespace):
     return SweepConfig(releases=releases, torches=torches, out=args.out, envs=args.envs,
                        inductor_cache=args.inductor_cache or os.path.join(args.envs, "inductor-cache"),
                        run_args=run_args, cells=cells, workers=args.workers, envs_kind=args.envs_kind,
-                       wheels=os.path.abspath(args.wheels) if args.wheels else None)
+                       wheels=os.path.abspath(args.wheels) if args.wheels else None,
+                       pycache=args.pycache or os.path.join(args.envs, "pycache"))
 
 
 def _inherited(args: argparse.Namespace) -> tuple[list[str], list[str]]:
