@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from harness.running import forkserver
-from harness.cells.cell import cell_spec, expand_cells
+from harness.cells.cell import expand_cells
+from harness.cells.spec import cell_spec
 from harness.running.executor import Executor, executor_env
 from harness.config.load import load_matrix
 from tests.conftest import fixture_backend, load_cells, matrix_doc, run_harness, write_matrix

@@ -14,7 +14,8 @@ import pytest
 from harness.cells.cell import Cell, expand_cells
 from harness.errors import HarnessError
 from harness.config.load import load_matrix
-from harness.repro.script import cell_spec, script
+from harness.cells.spec import cell_spec
+from harness.repro.script import script
 from harness.repro.facts import Facts
 from harness.repro.specialise import Specialiser
 from tests.conftest import REPO_ROOT, fixture_backend, matrix_doc, run_harness, write_matrix

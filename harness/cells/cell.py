@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -113,18 +112,3 @@ def expectation_for(cell: Cell, rules: tuple[Rule, ...], capability: tuple[int, 
         return Expectation("observe", reason=f"undocumented: transformers registers {cell.backend!r} in its "
                                              "ExpertsInterface and no rule of matrix.yaml speaks for it")
     return Expectation("pass")
-
-
-def cell_spec(matrix: Matrix, cell: Cell) -> dict[str, Any]:
-    """The JSON spec the executor needs to run one cell."""
-    backend = matrix.backends[(cell.source, cell.backend)]
-    shape = matrix.shapes[cell.shape]
-    return {
-        "cell": cell.axis_values(), "impl": backend.impl,
-        "shape": {"tokens": list(shape.tokens), "hidden": shape.hidden, "intermediate": shape.intermediate,
-                  "experts": shape.experts, "top_k": shape.top_k, "routing": shape.routing},
-        "tolerance": matrix.tolerances.get(cell.dtype, 1e-2),
-        "max_recompiles": matrix.max_recompiles,
-        # Seed from the id, so a cell sees the same inputs in every run and on every worker.
-        "seed": zlib.crc32(cell.id.encode()) % 100_000,
-    }

@@ -173,6 +173,6 @@ _NAIVE_SCRIPT = "import json,sys; from harness.measure.cell_run import run_cell;
 
 
 def _spec_for(matrix, cell) -> dict[str, Any]:
-    from harness.cells.cell import cell_spec
+    from harness.cells.spec import cell_spec
 
     return cell_spec(matrix, cell)

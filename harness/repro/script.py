@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.cells.cell import Cell, cell_spec
+from harness.cells.cell import Cell
+from harness.cells.spec import cell_spec
 from harness.errors import HarnessError
 from harness.config.matrix import Matrix
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from harness.cells.cell import Cell, Expectation, cell_spec, expand_cells, expectation_for, run_order
+from harness.cells.cell import Cell, Expectation, expand_cells, expectation_for, run_order
+from harness.cells.spec import CellSpec
 from harness.errors import HarnessError
 from harness.running.executor import Executor
 from harness.config.matrix import Matrix
@@ -178,7 +179,7 @@ class CellItem(pytest.Item):
         return repro_command(str(self.path), self.cell.id)
 
     def _spec(self) -> dict[str, Any]:
-        return cell_spec(self.matrix, self.cell)
+        return CellSpec.of(self.matrix, self.cell).to_json()
 
 
 def repro_command(matrix_path: str, cell_id: str) -> str:
