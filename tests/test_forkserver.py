@@ -63,7 +63,8 @@ def test_forked_and_spawned_executors_give_the_same_results(both_designs):
 def test_each_design_really_ran(both_designs):
     forked_logs, spawned_logs = both_designs["forked"][1], both_designs["spawned"][1]
     # the first executor, then one for each crash, timeout and leaked thread: as many in both designs
-    assert len(forked_logs) == len(spawned_logs) == 5
+    heads = "\n---\n".join(log[:1500] for log in forked_logs + spawned_logs)
+    assert len(forked_logs) == len(spawned_logs) == 5, heads
     assert all(FORKED_LINE in log and SPAWNED_LINE not in log for log in forked_logs)
     assert not any(FORKED_LINE in log for log in spawned_logs)
 

@@ -1,5 +1,6 @@
 """The executor warm-up: its background C++ set-up is inductor's own one-time work, not extra work."""
 
+import json
 import os
 import subprocess
 import sys
@@ -64,3 +65,29 @@ def test_a_failing_background_set_up_costs_only_its_head_start(tmp_path):
     assert "background C++ set-up failed, the warm-up compile does it:" in proc.stderr
     assert "no compiler today" in proc.stderr
     assert len(_headers(tmp_path)) == 1  # the warm-up's own compile found and used the one header
+
+
+def test_an_executor_whose_warm_up_fails_still_serves(tmp_path):
+    # The warm-up only saves time: an exception in it is logged and the executor answers cells (the first one
+    # then pays the set-up), instead of dying before `ready` and costing that cell an ExecutorStartFailed.
+    from harness.cells.cell import expand_cells
+    from harness.cells.spec import cell_spec
+    from harness.config.load import load_matrix
+
+    matrix = load_matrix(os.path.join(REPO, "matrix.yaml"), import_backends=False)
+    cell = next(c for c in expand_cells(matrix) if c.source == "reference" and c.mode == "uncompiled"
+                and c.device == "cpu" and c.layout == "default")
+    code = """
+        import sys
+        from harness.running import warmup, executor_child
+        def broken():
+            raise RuntimeError("warm-up broke")
+        warmup.prepare = broken
+        executor_child.main()
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO,
+                          input=json.dumps(cell_spec(matrix, cell)) + "\n", timeout=300,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines[0]["ready"] is True and lines[1]["status"] == "pass", proc.stdout + proc.stderr
+    assert "RuntimeError: warm-up broke" in proc.stderr and "serving without it" in proc.stderr

@@ -11,7 +11,13 @@ def main() -> None:
     """Spawned executor: prepare this process, then serve cells until stdin closes."""
     from harness.running.warmup import prepare
 
-    prepare()
+    try:
+        prepare()
+    except Exception:  # noqa: BLE001 - the warm-up only saves time: its failure must not cost the first cell
+        import traceback
+
+        traceback.print_exc()  # the executor log keeps why; the first cell then pays the set-up itself
+        print("[harness] warm-up failed (traceback above); serving without it", file=sys.stderr, flush=True)
     serve(os.getppid())
 
 
