@@ -133,22 +133,15 @@ def read_results(path: str) -> dict[str, Any]:
             raise HarnessError("missing field", file=path, key=key)
     if not isinstance(doc["cells"], list):
         raise HarnessError("must be a list", file=path, key="cells")
-    statuses, verdicts = {s.value for s in Status}, {v.value for v in Verdict}
     for i, cell in enumerate(doc["cells"]):
         if not isinstance(cell, dict):
             raise HarnessError("must be an object", file=path, key=f"cells[{i}]")
         for field in CELL_FIELDS:
             if field not in cell:
                 raise HarnessError("missing field", file=path, key=f"cells[{i}].{field}")
-        if cell["status"] not in statuses:
-            raise HarnessError(f"unknown status {cell['status']!r}", file=path, key=f"cells[{i}].status",
-                               allowed=", ".join(sorted(statuses)))
-        if cell["verdict"] not in verdicts:
-            raise HarnessError(f"unknown verdict {cell['verdict']!r}", file=path, key=f"cells[{i}].verdict",
-                               allowed=", ".join(sorted(verdicts)))
     doc["cells"] = migrate_cells(doc["cells"], schema)
     for i, cell in enumerate(doc["cells"]):
-        CellRecord.from_json(cell, file=path, key=f"cells[{i}]")  # the typed record's own checks (id vs axes, ...)
+        CellRecord.from_json(cell, file=path, key=f"cells[{i}]")  # the typed record's checks: statuses, verdicts, ...
     return doc
 
 
