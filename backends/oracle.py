@@ -97,8 +97,7 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights, *, differe
             elif split is None:
                 h = module._apply_gate(h.unsqueeze(0)).squeeze(0)
             else:
-                size = h.shape[0] // 2
-                gate, up = (h[:size], h[size:]) if split == "concatenated" else (h[0::2], h[1::2])
+                gate, up = h.chunk(2) if split == "concatenated" else (h[0::2], h[1::2])
                 h = module.act_fn(gate) * up
 
             y = w2[e] @ h

@@ -28,7 +28,8 @@ TINY = "tiny=16x8x4x2"
     ({"modes": ["reduce-overhead"]}, "--modes"),
     ({"modes": ["fast"]}, "--modes"),
     ({"dtypes": ["int8"]}, "--dtypes"),
-    ({"backends": ["transformers:magic"]}, "--backends"),
+    ({"backends": ["transformers-magic"]}, "--backends"),
+    ({"backends": ["transformers:grouped_mm"]}, "--backends"),  # the old spelling: cell ids say source-backend
     ({"shapes": ["nope"]}, "--shapes"),
     ({"shapes": ["x=1x2x3"]}, "--shapes"),
     ({"shapes": ["x=8x4x2x3"]}, "--shapes"),  # top_k > experts
@@ -110,7 +111,7 @@ def test_reference_point_is_measured(name):
     ctx, shape, module = _context()
     from backends.reference import REFERENCE_BACKENDS
 
-    point = measure_point(ctx, Item(shape.name, "float32", f"reference:{name}", "uncompiled"), shape, module,
+    point = measure_point(ctx, Item(shape.name, "float32", "reference", name, "uncompiled"), shape, module,
                           REFERENCE_BACKENDS[name], 3, cudagraphs=False)
     assert point["status"] == "ok", point
     assert point["reps"] == 3 and point["median_s"] > 0 and point["p90_s"] >= point["median_s"]
@@ -123,7 +124,7 @@ def test_batched_mm_over_the_memory_limit_is_skipped_with_its_size():
     ctx, shape, module = _context(memory_limit=10)
     from backends.reference import REFERENCE_BACKENDS
 
-    point = measure_point(ctx, Item(shape.name, "float32", "reference:batched_mm", "uncompiled"), shape, module,
+    point = measure_point(ctx, Item(shape.name, "float32", "reference", "batched_mm", "uncompiled"), shape, module,
                           REFERENCE_BACKENDS["batched_mm"], 3, cudagraphs=False)
     assert point["status"] == "skipped" and "memory limit" in point["reason"]
     assert point["predicted_gather_bytes"] == shape.batched_gather_bytes(3, 4)
@@ -135,7 +136,7 @@ def test_a_failing_backend_is_a_result():
     def broken(module, hidden_states, top_k_index, top_k_weights):
         raise RuntimeError("kernel exploded\nsecond line")
 
-    point = measure_point(ctx, Item(shape.name, "float32", "reference:eager", "uncompiled"), shape, module, broken,
+    point = measure_point(ctx, Item(shape.name, "float32", "reference", "eager", "uncompiled"), shape, module, broken,
                           1, cudagraphs=False)
     assert point["status"] == "error" and point["reason"] == "RuntimeError: kernel exploded"
 
@@ -147,8 +148,8 @@ def _doc(device, medians, peaks=None):
     points = []
     for (name, mode), series in medians.items():
         for tokens, median in series.items():
-            points.append({"shape": "s", "dtype": "bfloat16", "backend": f"transformers:{name}",
-                           "source": "transformers", "name": name, "mode": mode, "tokens": tokens,
+            points.append({"shape": "s", "dtype": "bfloat16", "source": "transformers", "backend": name,
+                           "mode": mode, "tokens": tokens,
                            "status": "ok", "median_s": median, "p90_s": median * 1.1,
                            "peak_bytes": (peaks or {}).get(name, 1000) * tokens, "flops": 1})
     return {"schema": SCHEMA, "device": device, "complete": True, "started": "now", "argv": [],
@@ -235,6 +236,27 @@ def test_bad_results_files_are_harness_errors(tmp_path):
         load_bench(str(bad))
 
 
+def test_bench_1_files_load_in_the_cells_words(tmp_path):
+    """bench/1 named backends `source:name` (a third spelling); they load as source + backend, as cells have them."""
+    old = _doc("cuda", {("grouped_mm", "uncompiled"): {1: 2.0}})
+    old["schema"] = "bench/1"
+    old["points"] = [{**{k: v for k, v in p.items() if k not in ("source", "backend")},
+                      "backend": "transformers:grouped_mm", "source": "transformers", "name": "grouped_mm"}
+                     for p in old["points"]]
+    old["items"] = [{"shape": "s", "dtype": "bfloat16", "backend": "transformers:grouped_mm", "mode": "uncompiled",
+                     "status": "ok", "reason": None}]
+    old["config"]["backends"] = ["transformers:grouped_mm", "reference:eager"]
+    path = tmp_path / "bench-cuda.json"
+    path.write_text(json.dumps(old))
+    doc = load_bench(str(path))
+    assert doc["schema"] == SCHEMA == "bench/2"
+    assert [(p["source"], p["backend"], p["median_s"]) for p in doc["points"]] == [("transformers", "grouped_mm", 2.0)]
+    assert "name" not in doc["points"][0]
+    assert (doc["items"][0]["source"], doc["items"][0]["backend"]) == ("transformers", "grouped_mm")
+    assert doc["config"]["backends"] == ["transformers-grouped_mm", "reference-eager"]
+    assert check_all({"cuda": doc})  # the claims read it
+
+
 # --- the command, as users run it ------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -242,14 +264,15 @@ def test_bench_command_on_tiny_sizes(tmp_path):
     pytest.importorskip("transformers")
     proc = run_harness("bench", "--device", "cpu", "--out", str(tmp_path), "--shapes", TINY, "--tokens", "1,3",
                        "--dtypes", "float32", "--modes", "uncompiled", "--max-reps", "2", "--no-plots",
-                       "--backends", "transformers:eager,transformers:batched_mm,transformers:grouped_mm",
+                       "--backends", "transformers-eager,transformers-batched_mm,transformers-grouped_mm",
                        timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = load_bench(str(tmp_path / "bench-cpu.json"))
     assert doc["complete"] and doc["config"]["threads"] == 1
     assert len(doc["loadavg_before"]) == 3 and len(doc["loadavg_after"]) == 3
-    assert {(p["name"], p["tokens"], p["status"]) for p in doc["points"]} == {
-        (name, tokens, "ok") for name in ("eager", "batched_mm", "grouped_mm") for tokens in (1, 3)}
+    assert {(p["source"], p["backend"], p["tokens"], p["status"]) for p in doc["points"]} == {
+        ("transformers", name, tokens, "ok") for name in ("eager", "batched_mm", "grouped_mm") for tokens in (1, 3)}
+    assert doc["config"]["backends"] == ["transformers-eager", "transformers-batched_mm", "transformers-grouped_mm"]
     assert all(p["max_rel_error"] < 1e-4 for p in doc["points"])
     assert (tmp_path / "CLAIMS.md").exists() and "T=3" in proc.stdout
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness.measure import profiler_probe
-from harness.measure.cell_run import dispatch_proof
+from harness.measure.steps import dispatch_proof
 
 GROUPED = SimpleNamespace(expected_ops=("grouped_mm",), forbidden_ops=("bmm",))
 

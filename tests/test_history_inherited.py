@@ -12,14 +12,14 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import zipfile
 
 import pytest
 
 from harness.history import envs as history_envs, sweep as history_sweep
-from harness.cli.main import build_parser
-from harness.cli.cmd_history import _config
+from harness.cli.main import main
 from harness.errors import HarnessError
 
 RELEASE = "5.99.0"
@@ -87,17 +87,22 @@ def test_inherited_environment_refuses_another_torch_or_a_missing_wheel(built):
         history_envs.ensure(root, torch, "5.98.0", "inherited", wheels=wheels)
 
 
-def test_history_options_for_inherited_environments(built, tmp_path):
+def test_history_options_for_inherited_environments(built, tmp_path, capsys):
+    """What `history --dry-run` plans (releases, torch, wheels) and the one-line errors of bad options."""
     _, wheels, torch, _ = built
     _fake_wheel(wheels, "5.97.0")
 
-    def config(*argv):
-        return _config(build_parser().parse_args(["history", *argv, "--device", "cpu"]))
+    def plan(*argv):
+        capsys.readouterr()
+        code = main(["history", *argv, "--device", "cpu", "--dry-run"])
+        out, err = capsys.readouterr()
+        return code, (json.loads(out) if code == 0 else err)
 
-    got = config("--envs-kind", "inherited", "--wheels", wheels)
-    assert got.releases == ["5.97.0", RELEASE] and got.torches == [torch]  # every wheel there; this python's torch
-    assert got.wheels == os.path.abspath(wheels)
-    assert config("5.97.0", "--envs-kind", "inherited", "--wheels", wheels, "--torch", torch).releases == ["5.97.0"]
+    code, got = plan("--envs-kind", "inherited", "--wheels", wheels)
+    assert code == 0 and got["releases"] == ["5.97.0", RELEASE] and got["torch"] == [torch]  # every wheel there
+    assert got["wheels"] == os.path.abspath(wheels) and got["envs_kind"] == "inherited"
+    code, got = plan("5.97.0", "--envs-kind", "inherited", "--wheels", wheels, "--torch", torch)
+    assert code == 0 and got["releases"] == ["5.97.0"]
     for argv, match in [(["--envs-kind", "inherited"], "give --wheels"),
                         (["5.1.0", "--envs-kind", "inherited", "--wheels", wheels], "no wheel in .* for transformers "
                                                                                      "5.1.0"),
@@ -105,8 +110,8 @@ def test_history_options_for_inherited_environments(built, tmp_path):
                          "--torch 0.0.1 differs"),
                         (["--envs-kind", "inherited", "--wheels", str(tmp_path)], "no transformers 5.x wheel"),
                         (["5.1.0", "--wheels", wheels], "only --envs-kind inherited")]:
-        with pytest.raises(HarnessError, match=match):
-            config(*argv)
+        code, err = plan(*argv)
+        assert code == 2 and re.search(match, err) and err.startswith("error: ") and "Traceback" not in err, err
 
 
 def test_wheels_travel_packed_and_come_back_member_for_member(tmp_path):

@@ -92,3 +92,22 @@ def test_every_package_and_module_says_what_it_is():
     missing = [str(p.relative_to(REPO)) for p in _modules()
                if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))]
     assert not missing, "modules without a docstring:\n" + "\n".join(missing)
+
+
+def test_tests_use_public_names_and_reach_the_cli_through_its_entry_point():
+    """Tests import what a user or another package may: no private name of harness/, no `harness.cli.cmd_*` module
+    (the CLI is `harness.cli.main` or `python -m harness`), so moving a command's internals breaks no test."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("harness"):
+                modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                modules, names = [alias.name for alias in node.names if alias.name.startswith("harness")], []
+            else:
+                continue
+            where = f"{path.relative_to(REPO)}:{node.lineno}"
+            found += [f"{where}: {m}" for m in modules if m.startswith("harness.cli.cmd_")]
+            found += [f"{where}: {n}" for n in names if n.startswith("_") and not n.startswith("__")]
+    assert not found, "tests importing CLI internals or private names:\n" + "\n".join(found)

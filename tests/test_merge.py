@@ -31,6 +31,9 @@ def test_two_different_observations_in_one_environment_are_flaky_not_overwritten
     assert item["id"] == ok["id"] and [o["status"] for o in item["observations"]] == ["pass", "mismatch"]
     merged_cell = merged.cells[(item["env"], ok["id"])]
     assert merged_cell["flaky"] and merged_cell["status"] == "pass"
+    # Flakiness is the verdict, from judge(), as for `run --repeat`: the first file said ok, the merge says flaky.
+    assert ok["verdict"] == "ok" and merged_cell["verdict"] == "flaky"
+    assert merged_cell["verdict_reason"] == "status varies over 2 runs: pass, mismatch (torch._dynamo.exc.Unsupported)"
 
 
 def test_the_same_cell_on_other_torch_or_device_is_not_flaky(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import os
 import re
@@ -22,6 +21,9 @@ from tests.conftest import REPO_ROOT, fixture_backend, matrix_doc, run_harness, 
 
 MATRIX = str(REPO_ROOT / "matrix.yaml")
 FAILING_REFERENCE = "reference-eager-default-bfloat16-fullgraph-cpu-decode"
+# Issue 17 aimed under 150 lines; running the harness's own call loop (issue 16) instead of a template of it
+# costs about 12 (the loop, Mismatch, the record printing): 164 with the observed line.
+MAX_REFERENCE_LINES = 170
 
 
 def _standalone(path, cwd, env=None):
@@ -74,9 +76,11 @@ def _undefined_globals(text: str) -> set[str]:
 
 
 def test_failing_reference_script_is_short_and_says_versions_and_observed_vs_expected():
-    """Issue 17: a bug report's script: < 150 lines, one layout, the oracle branch it needs, versions printed."""
+    """Issue 17: a bug report's script: short, one layout, the oracle branch it needs, versions printed; issue 16:
+    its call loop is the harness's own `_call_all`."""
     text = script(_matrix(), _cell(_matrix(), FAILING_REFERENCE))
-    assert len(text.splitlines()) < 150, len(text.splitlines())
+    assert len(text.splitlines()) < MAX_REFERENCE_LINES, len(text.splitlines())
+    assert "def _call_all(" in text and "class Mismatch(AssertionError)" in text
     _standalone_text(text)
     assert not _undefined_globals(text)
     assert "def eager_experts_forward" in text and "def grouped_mm(" not in text  # only what eager needs
@@ -100,25 +104,25 @@ def test_reference_failure_reproduces_with_only_torch(tmp_path):
     lines = run.stdout.splitlines()
     assert lines[0].startswith(f"Python {sys.version.split()[0]}, ") and ", torch " in lines[0] and "GPU: " in lines[0]
     assert lines[1].startswith("expected: pass (each call's output within 0.03")
-    assert lines[2].startswith("observed: torch._dynamo.exc.UserError: ")
+    assert lines[2] == "call 0 (1 tokens): failed"  # the first call raised: compiling it failed
+    assert lines[3].startswith("observed: torch._dynamo.exc.UserError: ")
 
 
 def test_default_out_is_beside_the_results(tmp_path, monkeypatch, capsys):
     """--results DIR/results.json writes DIR/repro/repro_<id>.py; neither --out nor --results: ./, said where."""
-    from harness.cli.cmd_repro import run
+    from harness.cli.main import main
 
     results = tmp_path / "run" / "results.json"
     results.parent.mkdir()
     results.write_text((REPO_ROOT / "reports" / "repro" / "results-cpu-torch2.13.0-tf5.24.0.json").read_text())
-    args = argparse.Namespace(cell_id=FAILING_REFERENCE, matrix=MATRIX, results=[str(results)], out=None)
-    assert run(args) == 0
+    assert main(["repro", FAILING_REFERENCE, "--matrix", MATRIX, "--results", str(results)]) == 0
     path = tmp_path / "run" / "repro" / f"repro_{FAILING_REFERENCE}.py"
     assert str(path) in capsys.readouterr().out
     text = path.read_text()
     assert "Observed by the harness (torch 2.13.0" in text and "compile_error" in text
-    assert len(text.splitlines()) < 150
+    assert len(text.splitlines()) < MAX_REFERENCE_LINES
     monkeypatch.chdir(tmp_path)
-    assert run(argparse.Namespace(cell_id=FAILING_REFERENCE, matrix=MATRIX, results=[], out=None)) == 0
+    assert main(["repro", FAILING_REFERENCE, "--matrix", MATRIX]) == 0
     here = tmp_path / f"repro_{FAILING_REFERENCE}.py"
     assert here.exists() and str(here) in capsys.readouterr().out
 
@@ -159,8 +163,9 @@ def test_user_backend_is_imported_and_its_mismatch_reproduces(tmp_path):
     assert "from tests.fixtures.backends import wrong_numerics" in out.read_text()
     run = subprocess.run([sys.executable, str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, check=False)
-    assert run.returncode == 1 and "AssertionError" in run.stderr and "> tolerance" in run.stderr
-    assert "observed: AssertionError: call 0 (12 tokens): max relative error" in run.stdout
+    assert run.returncode == 1 and "Mismatch: call 0 (12 tokens)" in run.stderr and "> tolerance" in run.stderr
+    assert "call 0 (12 tokens): max relative error " in run.stdout  # the record _call_all kept
+    assert "observed: Mismatch: call 0 (12 tokens): max relative error" in run.stdout  # the harness's error type
 
 
 def test_unknown_cell_and_unsupported_cells_are_bad_input(tmp_path):

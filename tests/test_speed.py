@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness.cli.cmd_speed import cpu_use
+from harness.environment.machine import cpu_use
 from tests.conftest import fixture_backend, matrix_doc, run_harness, write_matrix
 
 

@@ -66,7 +66,7 @@ def medians(doc: dict) -> dict:
     for point in doc["points"]:
         if point["status"] == "ok" and point["source"] == SOURCE:
             key = (point["shape"], point["dtype"], point["mode"])
-            table.setdefault(key, {}).setdefault(point["name"], {})[point["tokens"]] = point["median_s"]
+            table.setdefault(key, {}).setdefault(point["backend"], {})[point["tokens"]] = point["median_s"]
     return table
 
 
@@ -95,13 +95,14 @@ def cudagraph_notes(doc: dict) -> list[str]:
     notes = []
     for item in doc["items"]:
         counters = item.get("compile_counters")
-        if item["mode"] in ("reduce-overhead", "max-autotune") and item["backend"].startswith(SOURCE) and counters:
+        if item["mode"] in ("reduce-overhead", "max-autotune") and item["source"] == SOURCE and counters:
             points = [p for p in doc["points"] if p["status"] == "ok" and p["shape"] == item["shape"]
-                      and p["dtype"] == item["dtype"] and p["backend"] == item["backend"] and p["mode"] == item["mode"]]
+                      and p["dtype"] == item["dtype"] and p["source"] == item["source"]
+                      and p["backend"] == item["backend"] and p["mode"] == item["mode"]]
             replayed = sum(1 for p in points if p.get("cudagraph_launches"))
             launches = (f"{replayed} of them launched CUDA graphs (cudaGraphLaunch in the profile)"
                         if any("cudagraph_launches" in p for p in points) else "launches not recorded")
-            notes.append(f"{item['backend']} {item['mode']} {item['shape']} {item['dtype']}: {len(points)} token "
+            notes.append(f"{item['source']}-{item['backend']} {item['mode']} {item['shape']} {item['dtype']}: {len(points)} token "
                          f"counts ran, {launches}, {counters['cudagraph_skips']} CUDA-graph skips, "
                          f"{counters['graph_breaks']} graph breaks")
     return notes
@@ -111,7 +112,7 @@ def grouped_mm_paths(doc: dict) -> list[str]:
     """Which grouped_mm kernel transformers' grouped_mm ran (profiler evidence), per dtype and compile setting."""
     paths: dict = {}
     for point in doc["points"]:
-        if point["status"] == "ok" and point["backend"] == f"{SOURCE}:grouped_mm":
+        if point["status"] == "ok" and point["source"] == SOURCE and point["backend"] == "grouped_mm":
             paths.setdefault((point["dtype"], point["mode"]), set()).add(point.get("grouped_mm_path") or "unknown")
     return [f"{dtype} {mode}: {', '.join(sorted(found))}" for (dtype, mode), found in sorted(paths.items())]
 
@@ -293,7 +294,7 @@ def _memory(doc: dict, device: str) -> Claim:
     for point in doc["points"]:
         if point["status"] == "ok" and point["source"] == SOURCE and point["mode"] in ("uncompiled", "default"):
             key = (point["shape"], point["dtype"], point["mode"])
-            peaks.setdefault(key, {}).setdefault(point["name"], {})[point["tokens"]] = point["peak_bytes"]
+            peaks.setdefault(key, {}).setdefault(point["backend"], {})[point["tokens"]] = point["peak_bytes"]
     slopes = []
     for (shape, dtype, mode), by_name in sorted(peaks.items()):
         batched, grouped = by_name.get("batched_mm", {}), by_name.get("grouped_mm", {})

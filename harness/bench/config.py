@@ -6,16 +6,16 @@ from dataclasses import asdict, dataclass, field
 
 from harness.bench.results import TAG
 from harness.config.vocabulary import CUDAGRAPH_MODES, DEVICES, DTYPES, MODES
+from harness.environment.registered import DOCUMENTED
 from harness.errors import HarnessError
 
 # The matrix's vocabulary (harness/config/vocabulary.py): the same devices, compile modes and dtypes, in the same
 # order; "uncompiled" is plain eager PyTorch, CUDAGRAPH_MODES capture CUDA graphs (cuda only).
-# source:name. transformers:* are transformers' own functions run on backends.experts.Experts (same attribute
-# names); transformers:eager is the eager forward of transformers' Qwen2-MoE experts class, run on that module.
-BACKENDS = (
-    "transformers:eager", "transformers:batched_mm", "transformers:grouped_mm",
-    "reference:eager", "reference:batched_mm", "reference:grouped_mm",
-)
+# Named as cell ids begin, `source-backend` (transformers-grouped_mm); a point's record has `source` and `backend`
+# as a cell's does. transformers-* are transformers' own functions run on backends.experts.Experts (same attribute
+# names); transformers-eager is the eager forward of transformers' Qwen2-MoE experts class, run on that module.
+BENCH_SOURCES = ("transformers", "reference")
+BACKENDS = tuple(f"{source}-{backend}" for source in BENCH_SOURCES for backend in DOCUMENTED)
 
 
 @dataclass(frozen=True)
@@ -88,22 +88,18 @@ class Item:
 
     shape: str
     dtype: str
-    backend: str  # "source:name"
+    source: str  # transformers or reference
+    backend: str  # eager, batched_mm or grouped_mm
     mode: str
 
     @property
-    def source(self) -> str:
-        """transformers or reference."""
-        return self.backend.split(":", 1)[0]
-
-    @property
-    def name(self) -> str:
-        """eager, batched_mm or grouped_mm."""
-        return self.backend.split(":", 1)[1]
+    def source_backend(self) -> str:
+        """As cell ids begin and `--backends` names it, e.g. `transformers-grouped_mm`."""
+        return f"{self.source}-{self.backend}"
 
     def label(self) -> str:
-        """Readable id, e.g. `qwen1.5-moe bfloat16 transformers:grouped_mm default`."""
-        return f"{self.shape} {self.dtype} {self.backend} {self.mode}"
+        """Readable id, e.g. `qwen1.5-moe bfloat16 transformers-grouped_mm default`."""
+        return f"{self.shape} {self.dtype} {self.source_backend} {self.mode}"
 
 
 @dataclass
@@ -198,14 +194,14 @@ def parse_shape(spec: str) -> BenchShape:
 
 def plan_items(config: BenchConfig) -> list[Item]:
     """Every item of the run, in the order they run (see _TIER)."""
-    items = [Item(shape.name, dtype, backend, mode) for shape in config.shapes for dtype in config.dtypes
-             for backend in config.backends for mode in config.modes]
+    items = [Item(shape.name, dtype, *backend.split("-", 1), mode) for shape in config.shapes
+             for dtype in config.dtypes for backend in config.backends for mode in config.modes]
     shape_order = {shape.name: i for i, shape in enumerate(config.shapes)}
     backend_order = {backend: i for i, backend in enumerate(config.backends)}
 
     def rank(item: Item):
         extra = config.dtypes.index(item.dtype) * (0.5 if item.mode == "uncompiled" else 4)
-        return (_TIER[item.source][item.mode] + extra, shape_order[item.shape], backend_order[item.backend],
+        return (_TIER[item.source][item.mode] + extra, shape_order[item.shape], backend_order[item.source_backend],
                 item.mode in CUDAGRAPH_MODES, MODES.index(item.mode))  # CUDA-graph capture after its twin
 
     return sorted(items, key=rank)

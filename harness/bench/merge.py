@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.config.vocabulary import MODES
 
-_KEY = ("shape", "dtype", "backend", "mode", "tokens")
+_KEY = ("shape", "dtype", "source", "backend", "mode", "tokens")
 
 
 def merge_runs(docs: list[dict]) -> dict:

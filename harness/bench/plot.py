@@ -49,7 +49,7 @@ def _series(doc: dict, shape: str, dtype: str, source: str, field: str) -> dict:
     for point in doc["points"]:
         if (point["status"] == "ok" and point["shape"] == shape and point["dtype"] == dtype
                 and point["source"] == source and field in point):
-            series.setdefault((point["name"], point["mode"]), []).append((point["tokens"], point[field]))
+            series.setdefault((point["backend"], point["mode"]), []).append((point["tokens"], point[field]))
     return {key: sorted(values) for key, values in series.items()}
 
 

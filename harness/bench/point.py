@@ -28,8 +28,8 @@ class PointContext:
 
 def point_base(item: Item, shape: BenchShape, tokens: int) -> dict:
     """The fields that identify a point and its work, common to every status."""
-    return {"shape": item.shape, "dtype": item.dtype, "backend": item.backend, "source": item.source,
-            "name": item.name, "mode": item.mode, "tokens": tokens, "flops": shape.flops(tokens)}
+    return {"shape": item.shape, "dtype": item.dtype, "source": item.source, "backend": item.backend,
+            "mode": item.mode, "tokens": tokens, "flops": shape.flops(tokens)}
 
 
 def skipped_point(item: Item, shape: BenchShape, tokens: int, reason: str) -> dict:
@@ -44,7 +44,7 @@ def measure_point(ctx: PointContext, item: Item, shape: BenchShape, module, fn: 
     dtype = getattr(torch, item.dtype)
     element_size = torch.empty((), dtype=dtype).element_size()
     point = point_base(item, shape, tokens)
-    if item.name == "batched_mm":
+    if item.backend == "batched_mm":
         predicted = shape.batched_gather_bytes(tokens, element_size)
         point["predicted_gather_bytes"] = predicted
         if predicted > ctx.memory_limit_bytes:

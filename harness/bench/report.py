@@ -149,7 +149,7 @@ def _main_table(doc: dict) -> list[str]:
         if point["source"] == "transformers" and point["mode"] in _TABLE_MODES:
             value = (f"{point['median_s'] * 1e3:.3g}" if point["status"] == "ok"
                      else "skip" if point["status"] == "skipped" else "err")
-            cells[(point["shape"], point["dtype"], point["tokens"], point["name"], point["mode"])] = value
+            cells[(point["shape"], point["dtype"], point["tokens"], point["backend"], point["mode"])] = value
     lines = []
     columns = [(name, mode) for name in NAMES for mode in _TABLE_MODES]
     for shape in doc["config"]["shapes"]:

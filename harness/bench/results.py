@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import re
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.results.results_json import atomic_write_json, read_json
 
-SCHEMA = "bench/1"
+SCHEMA = "bench/2"  # bench/1 named a backend `source:name` (points also `name`); it migrates on load
 TAG = re.compile(r"[A-Za-z0-9_]+")
 _FILE = re.compile(r"bench-(cpu|cuda)(?:-[A-Za-z0-9_]+)?\.json")
 POINT_STATUSES = ("ok", "error", "oom", "skipped")
@@ -56,17 +55,37 @@ class BenchRecorder:
 def load_bench(path: str) -> dict[str, Any]:
     """Read and check one results file; problems are HarnessErrors naming the file."""
     doc = read_json(path)
+    if isinstance(doc, dict) and doc.get("schema") == "bench/1":
+        doc = from_bench_1(doc)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise HarnessError(f"not a benchmark results file (schema {SCHEMA!r} expected)", file=path, key="schema")
+        raise HarnessError(f"not a benchmark results file (schema {SCHEMA!r} or 'bench/1' expected)", file=path,
+                           key="schema")
     for key in ("device", "config", "environment", "points", "items"):
         if key not in doc:
             raise HarnessError("missing field", file=path, key=key)
     for index, point in enumerate(doc["points"]):
-        missing = [key for key in ("shape", "dtype", "backend", "mode", "tokens", "status") if key not in point]
+        missing = [key for key in ("shape", "dtype", "source", "backend", "mode", "tokens", "status")
+                   if key not in point]
         if missing or point["status"] not in POINT_STATUSES:
             raise HarnessError(f"point {index} is malformed (missing {missing} or bad status)", file=path,
                                key="points")
     return doc
+
+
+def from_bench_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """A bench/1 document in bench/2's words: `source:name` becomes `source` and `backend` on points and items
+    (as cells have them), `source-name` in the configuration (as cell ids begin); the measurements are untouched."""
+    def split(record: dict[str, Any]) -> dict[str, Any]:
+        if ":" not in str(record.get("backend", "")):
+            return record
+        source, backend = record["backend"].split(":", 1)
+        out = {key: value for key, value in record.items() if key not in ("backend", "source", "name")}
+        return {**{k: out.pop(k) for k in ("shape", "dtype") if k in out}, "source": source, "backend": backend, **out}
+
+    config = dict(doc.get("config") or {})
+    config["backends"] = [str(b).replace(":", "-", 1) for b in config.get("backends", [])]
+    return {**doc, "schema": SCHEMA, "config": config, "points": [split(p) for p in doc.get("points", [])],
+            "items": [split(i) for i in doc.get("items", [])]}
 
 
 def find_results(folder: str) -> dict[str, list[str]]:

@@ -99,7 +99,7 @@ def _run(config: BenchConfig, recorder: BenchRecorder, flush, progress) -> None:
     for number, item in enumerate(items, 1):
         shape = shapes[item.shape]
         left = deadline - time.monotonic()
-        needed = observed.get((item.mode, item.name), compile_cost[item.mode]) + _ITEM_MIN_S
+        needed = observed.get((item.mode, item.backend), compile_cost[item.mode]) + _ITEM_MIN_S
         if left < needed:
             recorder.add_item(_item_record(item, "skipped", f"time budget: ~{needed:.0f} s needed, {left:.0f} s left"))
             continue
@@ -109,7 +109,7 @@ def _run(config: BenchConfig, recorder: BenchRecorder, flush, progress) -> None:
         label = f"[{number}/{len(items)} {time.monotonic() - started:4.0f}s/{config.budget_s:.0f}s] {item.label()}"
         record = _run_item(ctx, item, shape, modules[key], deadline, recorder, progress, label)
         if record.get("compile_s"):
-            cost_key = (item.mode, item.name)
+            cost_key = (item.mode, item.backend)
             observed[cost_key] = max(observed.get(cost_key, 0.0), record["compile_s"])
             compile_cost[item.mode] = max(compile_cost[item.mode], record["compile_s"])
         recorder.add_item(record)
@@ -123,7 +123,7 @@ def _run_item(ctx: PointContext, item: Item, shape: BenchShape, module, deadline
     _reset(device)
     allocated_before = torch.cuda.memory_allocated() if device == "cuda" else None
     try:
-        fn = compiled(backend_function(item.backend), item)
+        fn = compiled(backend_function(item.source, item.backend), item)
     except BackendUnavailable as exc:
         progress(f"{label}: skipped ({exc})")
         return _item_record(item, "skipped", str(exc))
@@ -171,7 +171,8 @@ def _compile_counters() -> dict[str, int]:
 
 
 def _item_record(item: Item, status: str, reason: str | None) -> dict:
-    return {"shape": item.shape, "dtype": item.dtype, "backend": item.backend, "mode": item.mode, "status": status,
+    return {"shape": item.shape, "dtype": item.dtype, "source": item.source, "backend": item.backend,
+            "mode": item.mode, "status": status,
             "reason": reason}
 
 

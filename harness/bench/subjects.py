@@ -9,7 +9,7 @@ import torch
 
 from harness.bench.config import BenchShape, Item
 
-# What transformers:eager is: the unwrapped forward of a transformers experts class, run on our module.
+# What transformers-eager is: the unwrapped forward of a transformers experts class, run on our module.
 TRANSFORMERS_EAGER_CLASS = "transformers.models.qwen2_moe.modeling_qwen2_moe.Qwen2MoeExperts"
 
 
@@ -17,9 +17,9 @@ class BackendUnavailable(Exception):
     """The backend cannot run in this environment; the message says why."""
 
 
-def backend_function(backend: str) -> Callable:
-    """The ExpertsInterface function `fn(module, hidden_states, top_k_index, top_k_weights)` of `source:name`."""
-    source, name = backend.split(":", 1)
+def backend_function(source: str, name: str) -> Callable:
+    """The ExpertsInterface function `fn(module, hidden_states, top_k_index, top_k_weights)` of backend `name` of
+    `source` (transformers or reference)."""
     if source == "reference":
         from backends.reference import REFERENCE_BACKENDS
 

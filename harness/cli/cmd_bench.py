@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
                        help="uncompiled, default, max-autotune-no-cudagraphs, reduce-overhead, max-autotune (default: "
                             "uncompiled,default,reduce-overhead on cuda; uncompiled,default on cpu)")
     bench.add_argument("--backends", type=_csv, default=None,
-                       help="source:name, e.g. transformers:grouped_mm,reference:eager (default: all six)")
+                       help="source-backend, as cell ids begin: e.g. transformers-grouped_mm,reference-eager "
+                            "(default: all six)")
     bench.add_argument("--budget-s", type=float, default=None,
                        help="time budget for measuring, seconds (default: 420 on cuda and on cpu); items that "
                             "do not fit are recorded as skipped")

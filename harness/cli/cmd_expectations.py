@@ -23,7 +23,7 @@ from harness.config.matrix import AXES, Matrix
 from harness.config.rules_check import MEASURED_BEGIN, MEASURED_END
 from harness.config.load import load_matrix
 from harness.results.observations import load_observations
-from harness.results.merge import merge
+from harness.results.merge import is_flaky, merge
 from harness.results.verdict import Status, Verdict, judge
 
 BEGIN = f"{MEASURED_BEGIN} (python -m harness update-expectations; do not edit by hand)"
@@ -104,7 +104,7 @@ def _measured_claims(matrix: Matrix, cells: dict[str, Cell], docs_rules, paths):
         if cell is None:
             notes.append(f"skip {cell_id}: not a cell of {matrix.path}")
             continue
-        if any(obs.cell.get("flaky") for obs in group):
+        if any(is_flaky(obs.cell) for obs in group):
             notes.append(f"skip {cell_id}: flaky, not encoded")
             continue
         outcomes = {(obs.cell["status"], (obs.cell.get("error") or {}).get("type")) for obs in group}

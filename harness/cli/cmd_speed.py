@@ -13,6 +13,7 @@ import tempfile
 import time
 from typing import Any
 
+from harness.environment.machine import cpu_ticks, cpu_use
 from harness.errors import HarnessError
 from harness.portable import CHECKOUT
 
@@ -121,36 +122,15 @@ def _harness(run_args: list[str], out: str, name: str, env: dict[str, str],
              cpu: dict[str, Any] | None = None) -> tuple[float, dict[str, str]]:
     """Wall time of one `python -m harness run` and the status of each cell; its CPU use goes into `cpu[name]`."""
     folder = os.path.join(out, name)
-    before = _cpu_ticks()
+    before = cpu_ticks()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "harness", "run", *run_args, "--out", folder], cwd=_REPO_ROOT, env=env,
                    check=False, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     if cpu is not None:
-        cpu[name] = cpu_use(before, _cpu_ticks())
+        cpu[name] = cpu_use(before, cpu_ticks())
     with open(os.path.join(folder, "results.json")) as fh:
         return seconds, {c["id"]: c["status"] for c in json.load(fh)["cells"]}
-
-
-def cpu_use(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, float] | None:
-    """{busy: fraction of all cores' time in use, idle_core_s: core-seconds left idle} between two samples.
-
-    Machine-wide (other load counts as busy: run the benchmark on an idle machine); None without /proc/stat.
-    """
-    if before is None or after is None or after[0] <= before[0]:
-        return None
-    total, idle = after[0] - before[0], after[1] - before[1]
-    return {"busy": round(1 - idle / total, 3), "idle_core_s": round(idle / os.sysconf("SC_CLK_TCK"), 1)}
-
-
-def _cpu_ticks() -> tuple[int, int] | None:
-    """(all, idle + iowait) clock ticks summed over cores since boot, from /proc/stat's first line."""
-    try:
-        with open("/proc/stat") as fh:
-            ticks = [int(value) for value in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return sum(ticks), ticks[3] + ticks[4]
 
 
 def _naive(matrix, sample: list[str], args, env) -> tuple[float, dict[str, str]]:

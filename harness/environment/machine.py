@@ -1,4 +1,5 @@
-"""Describe the environment a run happened in: versions, device, compute capability, harness commit."""
+"""Describe the environment a run happened in: versions, device, compute capability, harness commit; CPU use
+between two samples (`harness speed`)."""
 
 from __future__ import annotations
 
@@ -148,3 +149,24 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or sys.platform
+
+
+def cpu_use(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, float] | None:
+    """{busy: fraction of all cores' time in use, idle_core_s: core-seconds left idle} between two samples.
+
+    Machine-wide (other load counts as busy: run the benchmark on an idle machine); None without /proc/stat.
+    """
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return {"busy": round(1 - idle / total, 3), "idle_core_s": round(idle / os.sysconf("SC_CLK_TCK"), 1)}
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all, idle + iowait) clock ticks summed over cores since boot, from /proc/stat's first line."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(value) for value in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(ticks), ticks[3] + ticks[4]

@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from harness.measure.signals import SignalCollector, classify_exception, error_record
-from harness.measure.steps import compare, compile_forward, degradations, dispatch_proof, fresh_inputs, sync
+from harness.measure.steps import (Mismatch, call_outcome, compare, compile_forward, degradations, dispatch_proof,
+                                   fresh_inputs, max_rel_error, sync, timed_call)
 from harness.sources.load import load_subject
 
 STEADY_CALLS = 5
@@ -69,7 +70,9 @@ def _run_kernel_cell(spec: dict[str, Any]) -> dict[str, Any]:
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     # Inference cells: no autograd graph, as in generate(); training is a separate phase.
     with collector, torch.no_grad():
-        status, error = _call_all(spec, subject, compiled, device, dtype, signals)
+        status, error = call_outcome(lambda: _call_all(spec, subject, compiled, device, dtype, signals["calls"]),
+                                     signals["calls"], spec["cell"]["mode"] != "uncompiled")
+        signals["max_rel_error"] = max_rel_error(signals["calls"])
         if status == "pass":
             status, error = _measure(spec, subject, compiled, collector, device, dtype, signals)
         if status == "pass":
@@ -95,36 +98,20 @@ def _measure(spec, subject, compiled, collector, device, dtype, signals):
     return "pass", None
 
 
-def _call_all(spec, subject, compiled, device, dtype, signals):
-    """Call once per token count with fresh inputs; stop at the first error; track error vs the oracle."""
+def _call_all(spec, subject, compiled, device, dtype, calls):
+    """Call once per token count with fresh inputs, each output against the float64 oracle; the first failure
+    raises (the call's own exception, or Mismatch). Each call appends its record to `calls`."""
     from backends.oracle import oracle_forward
 
-    tolerance = spec["tolerance"]
-    compiling = spec["cell"]["mode"] != "uncompiled"
-    worst = 0.0
     for call, tokens in enumerate(spec["shape"]["tokens"]):
         args = fresh_inputs(spec, subject, tokens, device, dtype, call)
-        start = time.perf_counter()
-        try:
-            out = compiled(*args)
-            sync(device)
-        except Exception as exc:  # noqa: BLE001 - classified below
-            signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
-            return classify_exception(exc, compiling), error_record(exc, f"call {call} ({tokens} tokens)")
-        seconds = time.perf_counter() - start
+        with timed_call(calls, tokens, device) as record:
+            out = compiled(*args)  # a compile or runtime failure raises here
         problem, rel = compare(out, oracle_forward(subject.module, *args), tokens, spec["shape"]["hidden"], dtype)
-        signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel})
-        if rel is not None:
-            worst = max(worst, rel)
-        signals["max_rel_error"] = worst
-        if problem:
-            return "mismatch", {"type": "Mismatch", "message": f"call {call} ({tokens} tokens): {problem}",
-                                "phase": f"call {call}"}
-        if rel > tolerance:
-            return "mismatch", {"type": "Mismatch",
-                                "message": f"call {call} ({tokens} tokens): max relative error {rel:.3g} "
-                                           f"> tolerance {tolerance:g}", "phase": f"call {call}"}
-    return "pass", None
+        record["rel_error"] = rel
+        if problem or rel > spec["tolerance"]:
+            raise Mismatch(f"call {call} ({tokens} tokens): "
+                           + (problem or f"max relative error {rel:.3g} > tolerance {spec['tolerance']:g}"))
 
 
 def _steady_time(compiled, subject, spec, device, dtype) -> float:

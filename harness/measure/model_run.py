@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from typing import Any
 
 from harness.measure.model_checks import (CheckFailed, build_checkpoint, check_load_forms, check_runtime_switch,
                                   check_subconfigs, input_ids, load, relative_error)
 from harness.measure.signals import SignalCollector, classify_exception, error_record
+from harness.measure.steps import (Mismatch, call_outcome, degradations, dispatch_proof, max_rel_error,
+                                   timed_call)
 
 # Profiler evidence on the compiled whole model: (ops that must appear, ops of another backend). Attention
 # runs bmm too, so at model level only grouped_mm tells backends apart (the spy checks do the rest).
@@ -88,7 +89,6 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
     """Compiled whole-model forward per token count vs the eager reference; signals like a kernel cell's."""
     import torch
 
-    from harness.measure.steps import degradations, dispatch_proof, sync
     from harness.sources.subject import Subject
     from harness.sources.families import VOCAB
 
@@ -98,28 +98,10 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
         forward = torch.compile(model.forward, mode=None if cell["mode"] == "default" else cell["mode"],
                                 fullgraph=bool(cell["fullgraph"]))
     collector = SignalCollector(cell)
-    status, error = "pass", None
     with collector, torch.no_grad():
-        for call, tokens in enumerate(spec["shape"]["tokens"]):
-            ids = input_ids(spec["seed"], tokens, call, device, VOCAB)
-            start = time.perf_counter()
-            try:
-                logits = forward(input_ids=ids, use_cache=False).logits
-                sync(device)
-            except Exception as exc:  # noqa: BLE001 - classified here
-                signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
-                status = classify_exception(exc, cell["mode"] != "uncompiled")
-                error = error_record(exc, f"call {call} ({tokens} tokens)")
-                break
-            seconds = time.perf_counter() - start
-            rel = relative_error(logits, reference(input_ids=ids, use_cache=False).logits)
-            signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel})
-            signals["max_rel_error"] = max(rel, signals["max_rel_error"] or 0.0)
-            if rel > spec["tolerance"]:
-                status, error = "mismatch", {"type": "Mismatch", "phase": f"call {call}",
-                                             "message": f"call {call} ({tokens} tokens): logits max relative error "
-                                                        f"{rel:.3g} > tolerance {spec['tolerance']:g}"}
-                break
+        status, error = call_outcome(lambda: _call_all(spec, forward, reference, device, signals["calls"]),
+                                     signals["calls"], cell["mode"] != "uncompiled")
+        signals["max_rel_error"] = max_rel_error(signals["calls"])
         if status == "pass":
             ids = input_ids(spec["seed"], spec["shape"]["tokens"][0], 0, device, VOCAB)
             signals["ops"], signals["profiled_events"] = collector.profile(
@@ -131,3 +113,18 @@ def _forward(spec, model, reference, key: str, device, signals) -> tuple[str, di
     signals["degraded"] = degradations(spec, signals)
     signals["model_checks"].append({"check": "compiled_forward", "ok": status == "pass"})
     return status, error
+
+
+def _call_all(spec, forward, reference, device, calls):
+    """The whole model's forward once per token count, logits against the reference; the first failure raises (the
+    call's own exception, or Mismatch)."""
+    from harness.sources.families import VOCAB
+
+    for call, tokens in enumerate(spec["shape"]["tokens"]):
+        ids = input_ids(spec["seed"], tokens, call, device, VOCAB)
+        with timed_call(calls, tokens, device) as record:
+            logits = forward(input_ids=ids, use_cache=False).logits
+        record["rel_error"] = rel = relative_error(logits, reference(input_ids=ids, use_cache=False).logits)
+        if rel > spec["tolerance"]:
+            raise Mismatch(f"call {call} ({tokens} tokens): logits max relative error {rel:.3g} "
+                           f"> tolerance {spec['tolerance']:g}")

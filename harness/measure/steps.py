@@ -1,11 +1,19 @@
-"""The steps every kind of cell shares: compile the forward, fresh inputs, compare with the oracle, sync,
-degradations of a pass, and the dispatch proof (kernel, training and model cells all use them)."""
+"""The steps every kind of cell shares: compile the forward, fresh inputs, one timed call, compare with the
+oracle, the outcome of a call loop, degradations of a pass, and the dispatch proof (kernel, training and model
+cells all use them; repro scripts paste them)."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import time
+from typing import Any, Callable, Iterator
 
 from harness.config.matrix import CUDAGRAPH_MODES
+from harness.measure.signals import classify_exception, error_record
+
+
+class Mismatch(AssertionError):
+    """A call's output (or a gradient) is malformed, or further from the oracle than the cell's tolerance."""
 
 
 def compile_forward(spec: dict[str, Any], subject):
@@ -61,7 +69,43 @@ def compare(out, ref, tokens: int, hidden: int, dtype):
     return None, (out64 - ref64).abs().max().item() / scale
 
 
+@contextlib.contextmanager
+def timed_call(calls: list[dict[str, Any]], tokens: int, device) -> Iterator[dict[str, Any]]:
+    """The record of one call, appended to `calls`: its tokens and wall time (device synced); `error` if it raised."""
+    record: dict[str, Any] = {"tokens": tokens}
+    calls.append(record)
+    start = time.perf_counter()
+    try:
+        yield record
+        sync(device)
+    except BaseException:
+        record["error"] = True
+        raise
+    finally:
+        record["seconds"] = time.perf_counter() - start
+
+
+def call_outcome(loop: Callable[[], None], calls: list[dict[str, Any]], compiling: bool):
+    """Run a call loop: ("pass", None), or the status and error record of the call that failed (`mismatch` for
+    Mismatch, else compile_error or runtime_error with the root cause)."""
+    try:
+        loop()
+    except Mismatch as exc:
+        return "mismatch", {"type": "Mismatch", "message": str(exc), "phase": f"call {len(calls) - 1}"}
+    except Exception as exc:  # noqa: BLE001 - a backend may raise anything; it is the cell's result
+        phase = f"call {len(calls) - 1} ({calls[-1]['tokens']} tokens)" if calls else "calls"
+        return classify_exception(exc, compiling), error_record(exc, phase)
+    return "pass", None
+
+
+def max_rel_error(calls: list[dict[str, Any]]) -> float | None:
+    """The largest relative error of any call's output or gradient; None when no call got that far."""
+    errors = [c[key] for c in calls for key in ("rel_error", "grad_rel_error") if c.get(key) is not None]
+    return max(errors, default=None)
+
+
 def sync(device) -> None:
+    """Wait for the device's queued work, so that a call's time and errors belong to it."""
     import torch
 
     if device.type == "cuda":

@@ -11,11 +11,11 @@ as observe-only; the results say what happens.
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
 # Reused from the inference path so both phases build, seed and judge calls the same way.
-from harness.measure.steps import compare, compile_forward, degradations, dispatch_proof, fresh_inputs, sync
+from harness.measure.steps import (Mismatch, call_outcome, compare, compile_forward, degradations, dispatch_proof,
+                                   fresh_inputs, max_rel_error, sync, timed_call)
 from harness.measure.signals import SignalCollector, classify_exception, error_record
 from harness.sources.load import load_subject
 
@@ -37,7 +37,9 @@ def run_training_cell(spec: dict[str, Any]) -> dict[str, Any]:
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     compiling = cell["mode"] != "uncompiled"
     with collector, torch.enable_grad():
-        status, error = _train_all(spec, subject, reference, compiled, device, dtype, signals)
+        status, error = call_outcome(lambda: _train_all(spec, subject, reference, compiled, device, dtype, signals),
+                                     signals["calls"], compiling)
+        signals["max_rel_error"] = max_rel_error(signals["calls"])
         if status == "pass":
             try:
                 signals["ops"], signals["profiled_events"] = collector.profile(
@@ -52,44 +54,30 @@ def run_training_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_all(spec, subject, reference, compiled, device, dtype, signals):
-    """One forward+backward per token count; compare output and gradients with the float64 oracle."""
+    """One forward+backward per token count, output and gradients against the float64 oracle; the first failure
+    raises (the call's own exception, or Mismatch)."""
     tolerance = spec["tolerance"]
-    compiling = spec["cell"]["mode"] != "uncompiled"
-    worst = 0.0
     for call, tokens in enumerate(spec["shape"]["tokens"]):
-        start = time.perf_counter()
-        try:
+        with timed_call(signals["calls"], tokens, device) as record:
             out, grads, args = _step(spec, subject, compiled, device, dtype, call)
-        except Exception as exc:  # noqa: BLE001 - classified below
-            signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
-            return classify_exception(exc, compiling), error_record(exc, f"call {call} ({tokens} tokens)")
-        seconds = time.perf_counter() - start
         ref_out, ref_grads = _oracle_step(spec, reference, args, call)
-        problem, rel = compare(out, ref_out, tokens, spec["shape"]["hidden"], dtype)
+        problem, record["rel_error"] = compare(out, ref_out, tokens, spec["shape"]["hidden"], dtype)
         grad_problem, grad_errors = _compare_grads(grads, ref_grads)
-        signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel,
-                                 "grad_rel_error": max(grad_errors.values(), default=None)})
+        record["grad_rel_error"] = max(grad_errors.values(), default=None)
         for name, value in grad_errors.items():
             signals["grad_errors"][name] = max(value, signals["grad_errors"].get(name, 0.0))
-        worst = max([worst, rel or 0.0, *grad_errors.values()])
-        signals["max_rel_error"] = worst
-        problem = problem or grad_problem
-        if problem:
-            return "mismatch", {"type": "Mismatch", "message": f"call {call} ({tokens} tokens): {problem}",
-                                "phase": f"call {call}"}
-        over = {name: value for name, value in {"output": rel, **grad_errors}.items() if value > tolerance}
+        if problem or grad_problem:
+            raise Mismatch(f"call {call} ({tokens} tokens): {problem or grad_problem}")
+        over = {name: value for name, value in {"output": record["rel_error"], **grad_errors}.items()
+                if value > tolerance}
         if over:
             name, value = max(over.items(), key=lambda item: item[1])
-            return "mismatch", {"type": "Mismatch", "phase": f"call {call}",
-                                "message": f"call {call} ({tokens} tokens): max relative error of {name} "
-                                           f"{value:.3g} > tolerance {tolerance:g}"}
-    return "pass", None
+            raise Mismatch(f"call {call} ({tokens} tokens): max relative error of {name} {value:.3g} "
+                           f"> tolerance {tolerance:g}")
 
 
 def _step(spec, subject, compiled, device, dtype, call: int):
     """Forward + backward of the (compiled) backend; returns (output, {tensor name: grad}, the inputs)."""
-    import torch
-
     hidden, index, weights = fresh_inputs(spec, subject, spec["shape"]["tokens"][call], device, dtype, call)
     hidden.requires_grad_(True)
     weights.requires_grad_(True)

@@ -8,7 +8,6 @@ from harness.report.beyond_table import AreaRow
 from harness.report.docs_table import DocsTable
 from harness.portable import portable_path
 from harness.report.claims import Check
-from harness.results.merge import is_flaky
 
 HEADER = ("Implementation", "compilation modes", "dtypes", "fullgraph=True")
 
@@ -61,12 +60,12 @@ def beyond_lines(rows: list[AreaRow], missing: list[str]) -> list[str]:
 
 def attention_lines(cells: list[dict[str, Any]]) -> list[str]:
     """Regressions, unexpected passes and flaky cells, one line each with the repro command."""
-    picked = [c for c in cells if c["verdict"] in ("regression", "unexpected_pass") or is_flaky(c)]
+    picked = [c for c in cells if c["verdict"] in ("regression", "unexpected_pass", "flaky")]
     lines = ["## Regressions, unexpected passes and flaky cells", ""]
     if not picked:
         return lines + ["None."]
     for cell in sorted(picked, key=lambda c: (c.get("env", ""), c["id"])):
-        kind = "flaky" if is_flaky(cell) else cell["verdict"]
+        kind = cell["verdict"]
         error = cell.get("error") or {}
         why = cell.get("verdict_reason", "")
         if error:

@@ -149,6 +149,23 @@ class _Folder(ast.NodeTransformer):
         node.values = values
         return node
 
+    def visit_JoinedStr(self, node):
+        """A value the cell fixes is written into the f-string's text (`{0.03:g}` -> `0.03`)."""
+        node = self.generic_visit(node)
+        parts: list[ast.expr] = []
+        for part in node.values:
+            spec = part.format_spec if isinstance(part, ast.FormattedValue) else None
+            if isinstance(part, ast.FormattedValue) and isinstance(part.value, ast.Constant) and part.conversion == -1 \
+                    and (spec is None or all(isinstance(v, ast.Constant) for v in spec.values)):
+                text = "".join(v.value for v in spec.values) if spec is not None else ""
+                part = ast.Constant(format(part.value.value, text))
+            if isinstance(part, ast.Constant) and parts and isinstance(parts[-1], ast.Constant):
+                parts[-1] = ast.Constant(parts[-1].value + part.value)
+            else:
+                parts.append(part)
+        node.values = parts
+        return node
+
     def visit_IfExp(self, node):
         test = self.truth(node.test)
         if test is not UNKNOWN:

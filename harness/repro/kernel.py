@@ -12,8 +12,9 @@ routing shape and oracle branch; `spec[...]` replaced by the cell's values):
 - reference and user training cells run harness/measure/training.py's `_train_all` (the call loop, gradients
   against the float64 oracle);
 - reference and user inference cells, the ones a torch bug report is made of, keep to the essentials:
-  `main` calls the harness's `compile_forward`, `fresh_inputs`, `oracle_forward` and `compare` in `_call_all`'s order,
-  without `_call_all`'s bookkeeping (status records, timings) and with no steady-state or profiled calls.
+  `main` runs harness/measure/cell_run.py's `_call_all` (the calls, the oracle, the tolerance) with a stand-in
+  for `timed_call` that keeps the call's record but not its time, and no steady-state or profiled calls; a
+  failing call raises with Python's own traceback.
 
 Written for the script: `main`, which prints the versions (Python, OS, torch, transformers, GPU) and the
 observed vs expected outcome, and stand-ins for the harness's machinery: `error_record` prints the
@@ -113,35 +114,43 @@ def main(spec):
     compiled = compile_forward(spec, subject)
     signals = {"calls": [], "max_rel_error": None, "grad_errors": {}}
     with torch.enable_grad():
-        status, error = _train_all(spec, subject, reference, compiled, device, dtype, signals)
+        status, error = call_outcome(lambda: _train_all(spec, subject, reference, compiled, device, dtype, signals),
+                                     signals["calls"], spec["cell"]["mode"] != "uncompiled")
     return report(spec, {"status": status, "error": error, "signals": signals})
 '''
 
-# Inference of our own backends: _call_all's calls and checks, in its order, and nothing else (short enough
-# to paste into a bug report); the traceback of a failing call is Python's own.
+# Inference of our own backends, the scripts a torch bug report is made of: _call_all itself (the harness's
+# loop: calls, oracle, tolerance) and nothing around it; the traceback of a failing call is Python's own.
 OWN_INFERENCE_MAIN = '''
 def main(spec):
     print(f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, GPU: "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\\nEXPECTED_TEXT", flush=True)
     device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
     torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
-    compiled = compile_forward(spec, subject)
-    with torch.no_grad():  # as generate() runs
-        for call, tokens in enumerate(spec["shape"]["tokens"]):
-            args = fresh_inputs(spec, subject, tokens, device, dtype, call)
-            out = compiled(*args)  # a compile or runtime failure raises here
-            problem, rel = compare(out, oracle_forward(module, *args), tokens, spec["shape"]["hidden"], dtype)
-            problem = problem or (rel > spec["tolerance"] and f"max relative error {rel:.3g} > tolerance")
-            print(f"call {call} ({tokens} tokens): " + (problem or f"max relative error {rel:.3g}"), flush=True)
-            assert not problem, f"call {call} ({tokens} tokens): {problem}"
+    compiled, calls = compile_forward(spec, subject), []
+    try:
+        with torch.no_grad():  # as generate() runs
+            _call_all(spec, subject, compiled, device, dtype, calls)
+    finally:
+        for call, record in enumerate(calls):  # the records _call_all kept
+            print(f"call {call} ({record['tokens']} tokens):", "failed" if record.get("rel_error") is None else
+                  f"max relative error {record['rel_error']:.3g}")
     print("observed: pass (did not reproduce: every call passed)")
 if __name__ == "__main__":
     try:
         main()
     except Exception as exc:
-        what = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+        what = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.").removeprefix("__main__.")
         print(f"observed: {what}: {str(exc).strip().splitlines()[0]}", flush=True)
         raise
+'''
+
+# harness/measure/steps.py's timed_call without the timing: the call's record, which the script prints.
+TIMED_CALL = '''
+@contextlib.contextmanager
+def timed_call(calls, tokens, device):  # stand-in for the harness's: the record, no timing
+    calls.append({"tokens": tokens})
+    yield calls[-1]
 '''
 
 
@@ -168,8 +177,9 @@ def kernel_script(spec: dict[str, Any]) -> Script:
         main = report_text(spec) + _fill(OWN_TRAINING_MAIN, replace) + MAIN_GUARD
         script.glue(main, "harness.measure.training", "backends.experts")
     else:
-        for name in ("platform", "torch", "types"):
+        for name in ("contextlib", "platform", "torch", "types"):
             script.add_import(name)
+        script.glue(TIMED_CALL, "harness.repro.kernel")
         expected = f"expected: pass ({expected_text(spec)})".replace("{", "{{").replace("}", "}}").replace('"', "'")
         main = _fill(OWN_INFERENCE_MAIN, {**replace, "EXPECTED_TEXT": expected})
         script.glue(main, "harness.measure.cell_run", "backends.experts", "backends.oracle")

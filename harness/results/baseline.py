@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.results.observations import Env, Observation, env_sort_key, observations_of
-from harness.results.merge import is_flaky, merge
+from harness.results.merge import flaky_outcomes, is_flaky, merge
 from harness.results.results_json import atomic_write_json, read_results
 
 BASELINE_DIR = os.path.join("reports", "baselines")
@@ -157,8 +157,8 @@ def pick_baseline(baseline: str, env: Env, directory: str):
 
 def _cell_changes(cell_id: str, old: dict[str, Any], new: dict[str, Any], gating: frozenset[str]) -> list[Change]:
     out = []
-    if new.get("flaky") and not is_flaky(old):
-        statuses = ", ".join(sorted({o["status"] for o in new["flaky"]}))
+    if is_flaky(new) and not is_flaky(old):
+        statuses = ", ".join(sorted({o["status"] for o in flaky_outcomes(new)}))
         out.append(_change("flaky", cell_id, _outcome(old), "flaky", f"repeats disagree: {statuses}", gating))
     old_status, new_status = old["status"], new["status"]
     if old_status == "pass" and new_status != "pass":

@@ -1,4 +1,9 @@
-"""Join observations from shards and machines into one document; disagreeing repeats of a cell are flaky."""
+"""Join observations from shards and machines into one document; disagreeing repeats of a cell are flaky.
+
+Flakiness is one thing, the verdict `flaky`, and judge() gives it: to a cell whose `run --repeat` statuses
+varied (the record keeps them in `signals.repeat_statuses`) and, here, to a cell whose observations in several
+files disagree (the merged cell keeps them in `flaky`, the evidence). `flaky_outcomes` reads either.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.results.observations import Env, Observation, env_sort_key
+from harness.results.record import CellRecord
 from harness.results.results_json import SCHEMA_VERSION, summarize
+from harness.results.verdict import judge
 
 
 @dataclass
 class Merged:
-    """Merged cells keyed by (environment key, cell id), the environments, and the flaky cells."""
+    """Merged cells keyed by (environment key, cell id) and the environments."""
 
     envs: dict[str, Env] = field(default_factory=dict)
     cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    flaky: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def flaky(self) -> list[dict[str, Any]]:
+        """The cells whose verdict is flaky, as {env, id, observations}, in document order."""
+        return [{"env": env, "id": cell_id, "observations": flaky_outcomes(cell)}
+                for (env, cell_id), cell in self._ordered() if is_flaky(cell)]
 
     def observations(self) -> list[Observation]:
         """The merged cells as observations (one per environment and cell), in document order."""
@@ -55,29 +67,38 @@ def merge(observations: list[Observation]) -> Merged:
         cell = copy.deepcopy(group[0].cell)
         cell["env"] = key[0]
         cell.pop("flaky", None)
-        outcomes = [outcome for obs in group for outcome in _outcomes(obs)]
+        outcomes = [outcome for obs in group for outcome in flaky_outcomes(obs.cell, obs.origin)]
         if len(outcomes) > 1:
             cell["observations"] = len(outcomes)
-        if len({(o["status"], o["error_type"]) for o in outcomes}) > 1:
-            cell["flaky"] = outcomes
-            merged.flaky.append({"env": key[0], "id": key[1], "observations": outcomes})
+            _judge_repeats(cell, outcomes)
         merged.cells[key] = cell
-    merged.flaky.sort(key=lambda item: (item["env"], item["id"]))
     return merged
 
 
 def is_flaky(cell: dict[str, Any]) -> bool:
-    """True for a cell whose repeated observations disagree (across files, or within one `run --repeat`)."""
-    return bool(cell.get("flaky")) or cell.get("verdict") == "flaky"
+    """True for a cell whose repeated observations disagree: its verdict is flaky."""
+    return cell.get("verdict") == "flaky"
 
 
-def _outcomes(obs: Observation) -> list[dict[str, Any]]:
-    if obs.cell.get("flaky"):  # a merged input: keep every repeat it recorded
-        return list(obs.cell["flaky"])
-    error = obs.cell.get("error") or {}
-    repeats = (obs.cell.get("signals") or {}).get("repeat_statuses") or []
+def flaky_outcomes(cell: dict[str, Any], origin: str = "this run") -> list[dict[str, Any]]:
+    """Each observation of the cell as {status, error_type, message, origin}: the ones a merge kept, the statuses
+    of `run --repeat`, else the one outcome the cell records."""
+    if cell.get("flaky"):  # merged already: every observation it kept
+        return list(cell["flaky"])
+    error = cell.get("error") or {}
+    repeats = (cell.get("signals") or {}).get("repeat_statuses") or []
     if len(set(repeats)) > 1:  # `run --repeat` saw different statuses in one file
         return [{"status": status, "error_type": None, "message": f"repeat {i + 1} of {len(repeats)}",
-                 "origin": obs.origin} for i, status in enumerate(repeats)]
-    return [{"status": obs.cell["status"], "error_type": error.get("type"), "message": error.get("message"),
-             "origin": obs.origin}]
+                 "origin": origin} for i, status in enumerate(repeats)]
+    return [{"status": cell["status"], "error_type": error.get("type"), "message": error.get("message"),
+             "origin": origin}]
+
+
+def _judge_repeats(cell: dict[str, Any], outcomes: list[dict[str, Any]]) -> None:
+    """Observations that disagree (status or error type) make the cell flaky, by judge(); they stay as evidence."""
+    labels = [o["status"] + (f" ({o['error_type']})" if o.get("error_type") else "") for o in outcomes]
+    if len(set(labels)) > 1:
+        record = CellRecord.from_json(cell)
+        judgement = judge(record.expected, record.status, record.error, labels)
+        cell["verdict"], cell["verdict_reason"] = judgement.verdict.value, judgement.reason
+        cell["flaky"] = outcomes

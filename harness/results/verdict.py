@@ -28,7 +28,7 @@ class Verdict(str, Enum):
     REGRESSION = "regression"
     UNEXPECTED_PASS = "unexpected_pass"
     NOT_APPLICABLE = "not_applicable"
-    FLAKY = "flaky"  # --repeat saw different statuses: never reported as a pass
+    FLAKY = "flaky"  # repeated observations disagree (--repeat, or files merged): never reported as a pass
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ def judge(expected: Expectation, status: Status, error: dict | str | None = None
     """The one verdict of a cell: its status (and error) against its expectation.
 
     Every verdict comes from here: not_applicable for a cell that did not run (skipped), flaky when repeated
-    runs disagree (never reported as a pass), else ok / regression / unexpected_pass against the docs' claim.
-    `error` is the cell's error record (or already its text); `repeat_statuses` are the statuses of --repeat.
+    observations disagree (never reported as a pass), else ok / regression / unexpected_pass against the docs' claim.
+    `error` is the cell's error record (or already its text); `repeat_statuses` label each repeated observation:
+    the statuses of `run --repeat`, or a merge's statuses with their error types.
     """
     if len(set(repeat_statuses)) > 1:
         return Judgement(Verdict.FLAKY, f"status varies over {len(repeat_statuses)} runs: "

@@ -5,6 +5,7 @@ Cannot copy between CPU and CUDA tensors during CUDA graph capture unless the CP
 Run `python THIS_FILE` (torch only): exit 1 and the traceback if the failure reproduces, 0 if all passes.
 """
 
+import contextlib
 import platform
 import re
 import types
@@ -142,7 +143,8 @@ def grouped_mm_experts_forward(module, hidden_states, top_k_index, top_k_weights
     out = torch.zeros_like(out).index_copy(0, perm, out)
     return out.view(num_tokens, num_top_k, -1).sum(dim=1).to(hidden_states.dtype)
 
-# backends/experts.py, backends/oracle.py, harness/measure/steps.py: what the harness runs around it
+# backends/experts.py, backends/oracle.py, harness/measure/cell_run.py, harness/measure/steps.py: what the harness
+# runs around it
 class Experts(nn.Module):
     def __init__(self, num_experts: int, hidden_dim: int, intermediate_dim: int, *, act_fn: nn.Module | None=None, experts_implementation='eager', dtype: torch.dtype | None=None, device: torch.device | str | None=None):
         super().__init__()
@@ -207,13 +209,27 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights) -> torch.T
             e = experts[t][k]
             weight = routing[t][k]
             h = w1[e] @ x[t]
-            size = h.shape[0] // 2
-            gate, up = (h[:size], h[size:])
+            gate, up = h.chunk(2)
             h = module.act_fn(gate) * up
             y = w2[e] @ h
             out[t] += weight * y
     return out
+class Mismatch(AssertionError):
+    pass
+def _call_all(subject, compiled, device, dtype, calls):
+    for call, tokens in enumerate([1, 4, 1]):
+        args = fresh_inputs(subject, tokens, device, dtype, call)
+        with timed_call(calls, tokens, device) as record:
+            out = compiled(*args)  # a compile or runtime failure raises here
+        problem, rel = compare(out, oracle_forward(subject.module, *args), tokens, 64, dtype)
+        record["rel_error"] = rel
+        if problem or rel > 0.005:
+            raise Mismatch(f'call {call} ({tokens} tokens): ' + (problem or f'max relative error {rel:.3g} > tolerance 0.005'))
 
+@contextlib.contextmanager
+def timed_call(calls, tokens, device):  # stand-in for the harness's: the record, no timing
+    calls.append({"tokens": tokens})
+    yield calls[-1]
 def main():
     print(f"Python {platform.python_version()}, {platform.platform()}, torch {torch.__version__}, GPU: "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\nexpected: pass (each call's output within 0.005 (max relative error) of the float64 oracle)", flush=True)
@@ -221,21 +237,20 @@ def main():
     torch.manual_seed(52953)
     module = make_experts(8, 64, 32, dtype=dtype, device=device, seed=52953)
     subject = types.SimpleNamespace(module=module, fn=grouped_mm_experts_forward, dense_routing=False)  # as harness/sources/load.py
-    compiled = compile_forward(subject)
-    with torch.no_grad():  # as generate() runs
-        for call, tokens in enumerate([1, 4, 1]):
-            args = fresh_inputs(subject, tokens, device, dtype, call)
-            out = compiled(*args)  # a compile or runtime failure raises here
-            problem, rel = compare(out, oracle_forward(module, *args), tokens, 64, dtype)
-            problem = problem or (rel > 0.005 and f'max relative error {rel:.3g} > tolerance')
-            print(f"call {call} ({tokens} tokens): " + (problem or f"max relative error {rel:.3g}"), flush=True)
-            assert not problem, f"call {call} ({tokens} tokens): {problem}"
+    compiled, calls = (compile_forward(subject), [])
+    try:
+        with torch.no_grad():  # as generate() runs
+            _call_all(subject, compiled, device, dtype, calls)
+    finally:
+        for call, record in enumerate(calls):  # the records _call_all kept
+            print(f"call {call} ({record['tokens']} tokens):", "failed" if record.get("rel_error") is None else
+                  f"max relative error {record['rel_error']:.3g}")
     print("observed: pass (did not reproduce: every call passed)")
 CELL = {'source': 'reference', 'backend': 'grouped_mm', 'mode': 'reduce-overhead', 'dtype': 'float16', 'fullgraph': True, 'device': 'cuda', 'shape': 'decode', 'layout': 'default', 'scope': 'kernel', 'phase': 'inference'}
 if __name__ == "__main__":
     try:
         main()
     except Exception as exc:
-        what = f'{type(exc).__module__}.{type(exc).__qualname__}'.removeprefix('builtins.')
+        what = f'{type(exc).__module__}.{type(exc).__qualname__}'.removeprefix('builtins.').removeprefix('__main__.')
         print(f'observed: {what}: {str(exc).strip().splitlines()[0]}', flush=True)
         raise

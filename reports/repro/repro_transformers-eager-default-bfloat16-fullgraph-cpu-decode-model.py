@@ -220,10 +220,44 @@ def check_subconfigs(key: str, shape: dict[str, Any], seed: int, folder: str, dt
     model.set_experts_implementation({"text_config": other})
     spied_logits(model, ids, other, "set_experts_implementation({'text_config': %r})" % other)
     checks.append({"check": "per_subconfig", "ok": True, "model": type(model).__name__, "form": form})
+class Mismatch(AssertionError):
+    pass
 def classify_exception(exc: BaseException, compiling: bool) -> str:
     if not compiling:
         return "runtime_error"
     return "compile_error" if isinstance(exc, TorchDynamoException) else "runtime_error"
+def call_outcome(loop: Callable[[], None], calls: list[dict[str, Any]], compiling: bool):
+    try:
+        loop()
+    except Mismatch as exc:
+        return "mismatch", {"type": "Mismatch", "message": str(exc), "phase": f"call {len(calls) - 1}"}
+    except Exception as exc:
+        phase = f"call {len(calls) - 1} ({calls[-1]['tokens']} tokens)" if calls else "calls"
+        return classify_exception(exc, compiling), error_record(exc, phase)
+    return "pass", None
+@contextlib.contextmanager
+def timed_call(calls: list[dict[str, Any]], tokens: int, device) -> Iterator[dict[str, Any]]:
+    record: dict[str, Any] = {"tokens": tokens}
+    calls.append(record)
+    start = time.perf_counter()
+    try:
+        yield record
+    except BaseException:
+        record["error"] = True
+        raise
+    finally:
+        record["seconds"] = time.perf_counter() - start
+def _call_all(forward, reference, device, calls):
+    for call, tokens in enumerate([1, 4, 1]):
+        ids = input_ids(26705, tokens, call, device, VOCAB)
+        with timed_call(calls, tokens, device) as record:
+            logits = forward(input_ids=ids, use_cache=False).logits
+        record["rel_error"] = rel = relative_error(logits, reference(input_ids=ids, use_cache=False).logits)
+        if rel > 0.03:
+            raise Mismatch(f'call {call} ({tokens} tokens): logits max relative error {rel:.3g} > tolerance 0.03')
+def max_rel_error(calls: list[dict[str, Any]]) -> float | None:
+    errors = [c[key] for c in calls for key in ("rel_error", "grad_rel_error") if c.get(key) is not None]
+    return max(errors, default=None)
 MODEL_EVIDENCE = {"eager": ((), ("grouped_mm",)), "batched_mm": ((), ("grouped_mm",)),
                   "grouped_mm": (("grouped_mm",), ())}
 @dataclass
@@ -268,30 +302,14 @@ def dispatch_proof(subject, ops: list[str], signals: dict[str, Any] | None = Non
 def degradations(signals: dict[str, Any]) -> list[str]:
     found = []
     if signals.get('recompiles', 0) > 1:
-        found.append(f"recompile_storm: {signals['recompiles']} recompiles > {1}")
+        found.append(f"recompile_storm: {signals['recompiles']} recompiles > 1")
     return found
 def _forward(model, reference, key: str, device, signals) -> tuple[str, dict[str, Any] | None]:
     forward = torch.compile(model.forward, mode=None, fullgraph=True)
     collector = SignalCollector()
-    status, error = "pass", None
     with collector, torch.no_grad():
-        for call, tokens in enumerate([1, 4, 1]):
-            ids = input_ids(26705, tokens, call, device, VOCAB)
-            start = time.perf_counter()
-            try:
-                logits = forward(input_ids=ids, use_cache=False).logits
-            except Exception as exc:
-                signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
-                status = classify_exception(exc, True)
-                error = error_record(exc, f"call {call} ({tokens} tokens)")
-                break
-            seconds = time.perf_counter() - start
-            rel = relative_error(logits, reference(input_ids=ids, use_cache=False).logits)
-            signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel})
-            signals["max_rel_error"] = max(rel, signals["max_rel_error"] or 0.0)
-            if rel > 0.03:
-                status, error = ('mismatch', {'type': 'Mismatch', 'phase': f'call {call}', 'message': f'call {call} ({tokens} tokens): logits max relative error {rel:.3g} > tolerance {0.03:g}'})
-                break
+        status, error = call_outcome(lambda: _call_all(forward, reference, device, signals['calls']), signals['calls'], True)
+        signals["max_rel_error"] = max_rel_error(signals["calls"])
         if status == "pass":
             ids = input_ids(26705, 1, 0, device, VOCAB)
             signals["ops"], signals["profiled_events"] = collector.profile(

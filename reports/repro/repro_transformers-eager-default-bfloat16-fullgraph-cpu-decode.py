@@ -182,6 +182,21 @@ def compile_forward(subject):
     def forward(hidden_states, top_k_index, top_k_weights):
         return subject.fn(subject.module, hidden_states, top_k_index, top_k_weights)
     return torch.compile(forward, mode=None, fullgraph=True)
+class Mismatch(AssertionError):
+    pass
+def classify_exception(exc: BaseException, compiling: bool) -> str:
+    if not compiling:
+        return "runtime_error"
+    return "compile_error" if isinstance(exc, TorchDynamoException) else "runtime_error"
+def call_outcome(loop: Callable[[], None], calls: list[dict[str, Any]], compiling: bool):
+    try:
+        loop()
+    except Mismatch as exc:
+        return "mismatch", {"type": "Mismatch", "message": str(exc), "phase": f"call {len(calls) - 1}"}
+    except Exception as exc:
+        phase = f"call {len(calls) - 1} ({calls[-1]['tokens']} tokens)" if calls else "calls"
+        return classify_exception(exc, compiling), error_record(exc, phase)
+    return "pass", None
 def fresh_inputs(subject, tokens: int, device, dtype, call: int):
     gen = torch.Generator().manual_seed(29166 * 1000 + call)
     hidden = torch.randn(tokens, 64, generator=gen)
@@ -191,10 +206,18 @@ def fresh_inputs(subject, tokens: int, device, dtype, call: int):
     if subject.dense_routing:  # [T, E] router scores, zero where an expert was not selected
         top_k_weights = torch.zeros(tokens, 8).scatter(1, top_k_index, top_k_weights)
     return hidden.to(device, dtype), top_k_index.to(device), top_k_weights.to(device, dtype)
-def classify_exception(exc: BaseException, compiling: bool) -> str:
-    if not compiling:
-        return "runtime_error"
-    return "compile_error" if isinstance(exc, TorchDynamoException) else "runtime_error"
+@contextlib.contextmanager
+def timed_call(calls: list[dict[str, Any]], tokens: int, device) -> Iterator[dict[str, Any]]:
+    record: dict[str, Any] = {"tokens": tokens}
+    calls.append(record)
+    start = time.perf_counter()
+    try:
+        yield record
+    except BaseException:
+        record["error"] = True
+        raise
+    finally:
+        record["seconds"] = time.perf_counter() - start
 def compare(out, ref, tokens: int, hidden: int, dtype):
     if not isinstance(out, torch.Tensor):
         return f"returned {type(out).__name__}, not a tensor", None
@@ -249,8 +272,7 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights) -> torch.T
             elif split is None:
                 h = module._apply_gate(h.unsqueeze(0)).squeeze(0)
             else:
-                size = h.shape[0] // 2
-                gate, up = (h[:size], h[size:]) if split == "concatenated" else (h[0::2], h[1::2])
+                gate, up = h.chunk(2) if split == "concatenated" else (h[0::2], h[1::2])
                 h = module.act_fn(gate) * up
             y = w2[e] @ h
             if b2 is not None:
@@ -259,28 +281,18 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights) -> torch.T
                 y = module.post_expert_norm(y.unsqueeze(0)).squeeze(0).to(torch.float64)
             out[t] += weight * y
     return out
-def _call_all(subject, compiled, device, dtype, signals):
-    worst = 0.0
+def _call_all(subject, compiled, device, dtype, calls):
     for call, tokens in enumerate([1, 4, 1]):
         args = fresh_inputs(subject, tokens, device, dtype, call)
-        start = time.perf_counter()
-        try:
-            out = compiled(*args)
-        except Exception as exc:
-            signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
-            return (classify_exception(exc, True), error_record(exc, f'call {call} ({tokens} tokens)'))
-        seconds = time.perf_counter() - start
+        with timed_call(calls, tokens, device) as record:
+            out = compiled(*args)  # a compile or runtime failure raises here
         problem, rel = compare(out, oracle_forward(subject.module, *args), tokens, 64, dtype)
-        signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel})
-        if rel is not None:
-            worst = max(worst, rel)
-        signals["max_rel_error"] = worst
-        if problem:
-            return "mismatch", {"type": "Mismatch", "message": f"call {call} ({tokens} tokens): {problem}",
-                                "phase": f"call {call}"}
-        if rel > 0.03:
-            return ('mismatch', {'type': 'Mismatch', 'message': f'call {call} ({tokens} tokens): max relative error {rel:.3g} > tolerance {0.03:g}', 'phase': f'call {call}'})
-    return "pass", None
+        record["rel_error"] = rel
+        if problem or rel > 0.03:
+            raise Mismatch(f'call {call} ({tokens} tokens): ' + (problem or f'max relative error {rel:.3g} > tolerance 0.03'))
+def max_rel_error(calls: list[dict[str, Any]]) -> float | None:
+    errors = [c[key] for c in calls for key in ("rel_error", "grad_rel_error") if c.get(key) is not None]
+    return max(errors, default=None)
 STEADY_CALLS = 5
 def _steady_time(compiled, subject, device, dtype) -> float:
     args = fresh_inputs(subject, 1, device, dtype, 0)
@@ -333,7 +345,7 @@ def dispatch_proof(subject, ops: list[str], signals: dict[str, Any] | None = Non
 def degradations(signals: dict[str, Any]) -> list[str]:
     found = []
     if signals.get('recompiles', 0) > 1:
-        found.append(f"recompile_storm: {signals['recompiles']} recompiles > {1}")
+        found.append(f"recompile_storm: {signals['recompiles']} recompiles > 1")
     return found
 def _run_kernel_cell() -> dict[str, Any]:
     device = torch.device('cpu')
@@ -347,7 +359,8 @@ def _run_kernel_cell() -> dict[str, Any]:
     except Exception as exc:
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     with collector, torch.no_grad():
-        status, error = _call_all(subject, compiled, device, dtype, signals)
+        status, error = call_outcome(lambda: _call_all(subject, compiled, device, dtype, signals['calls']), signals['calls'], True)
+        signals["max_rel_error"] = max_rel_error(signals["calls"])
         if status == "pass":
             status, error = _measure(subject, compiled, collector, device, dtype, signals)
         if status == "pass":

@@ -187,6 +187,33 @@ def compile_forward(subject):
     def forward(hidden_states, top_k_index, top_k_weights):
         return subject.fn(subject.module, hidden_states, top_k_index, top_k_weights)
     return torch.compile(forward, mode=None, fullgraph=True)
+class Mismatch(AssertionError):
+    pass
+def classify_exception(exc: BaseException, compiling: bool) -> str:
+    if not compiling:
+        return "runtime_error"
+    return "compile_error" if isinstance(exc, TorchDynamoException) else "runtime_error"
+def call_outcome(loop: Callable[[], None], calls: list[dict[str, Any]], compiling: bool):
+    try:
+        loop()
+    except Mismatch as exc:
+        return "mismatch", {"type": "Mismatch", "message": str(exc), "phase": f"call {len(calls) - 1}"}
+    except Exception as exc:
+        phase = f"call {len(calls) - 1} ({calls[-1]['tokens']} tokens)" if calls else "calls"
+        return classify_exception(exc, compiling), error_record(exc, phase)
+    return "pass", None
+@contextlib.contextmanager
+def timed_call(calls: list[dict[str, Any]], tokens: int, device) -> Iterator[dict[str, Any]]:
+    record: dict[str, Any] = {"tokens": tokens}
+    calls.append(record)
+    start = time.perf_counter()
+    try:
+        yield record
+    except BaseException:
+        record["error"] = True
+        raise
+    finally:
+        record["seconds"] = time.perf_counter() - start
 def fresh_inputs(subject, tokens: int, device, dtype, call: int):
     gen = torch.Generator().manual_seed(7257 * 1000 + call)
     hidden = torch.randn(tokens, 64, generator=gen)
@@ -209,10 +236,6 @@ def _step(subject, compiled, device, dtype, call: int):
     grads = {"hidden_states": hidden.grad, "routing_weights": weights.grad}
     grads.update({name: param.grad for name, param in subject.module.named_parameters()})
     return out.detach(), grads, (hidden.detach(), index, weights.detach())
-def classify_exception(exc: BaseException, compiling: bool) -> str:
-    if not compiling:
-        return "runtime_error"
-    return "compile_error" if isinstance(exc, TorchDynamoException) else "runtime_error"
 @functools.cache
 def _transformers_default_gate():
     return _default_apply_gate
@@ -254,8 +277,7 @@ def oracle_forward(module, hidden_states, top_k_index, top_k_weights) -> torch.T
             elif split is None:
                 h = module._apply_gate(h.unsqueeze(0)).squeeze(0)
             else:
-                size = h.shape[0] // 2
-                gate, up = (h[:size], h[size:]) if split == "concatenated" else (h[0::2], h[1::2])
+                gate, up = h.chunk(2) if split == "concatenated" else (h[0::2], h[1::2])
                 h = module.act_fn(gate) * up
             y = w2[e] @ h
             if b2 is not None:
@@ -307,33 +329,24 @@ def _compare_grads(grads: dict[str, Any], ref_grads: dict[str, Any]) -> tuple[st
         errors[name] = (got64 - ref64).abs().max().item() / scale
     return None, errors
 def _train_all(subject, reference, compiled, device, dtype, signals):
-    worst = 0.0
     for call, tokens in enumerate([1, 4, 1]):
-        start = time.perf_counter()
-        try:
+        with timed_call(signals["calls"], tokens, device) as record:
             out, grads, args = _step(subject, compiled, device, dtype, call)
-        except Exception as exc:
-            signals["calls"].append({"tokens": tokens, "seconds": time.perf_counter() - start, "error": True})
-            return (classify_exception(exc, True), error_record(exc, f'call {call} ({tokens} tokens)'))
-        seconds = time.perf_counter() - start
         ref_out, ref_grads = _oracle_step(reference, args, call)
-        problem, rel = compare(out, ref_out, tokens, 64, dtype)
+        problem, record['rel_error'] = compare(out, ref_out, tokens, 64, dtype)
         grad_problem, grad_errors = _compare_grads(grads, ref_grads)
-        signals["calls"].append({"tokens": tokens, "seconds": seconds, "rel_error": rel,
-                                 "grad_rel_error": max(grad_errors.values(), default=None)})
+        record["grad_rel_error"] = max(grad_errors.values(), default=None)
         for name, value in grad_errors.items():
             signals["grad_errors"][name] = max(value, signals["grad_errors"].get(name, 0.0))
-        worst = max([worst, rel or 0.0, *grad_errors.values()])
-        signals["max_rel_error"] = worst
-        problem = problem or grad_problem
-        if problem:
-            return "mismatch", {"type": "Mismatch", "message": f"call {call} ({tokens} tokens): {problem}",
-                                "phase": f"call {call}"}
-        over = {name: value for name, value in {'output': rel, **grad_errors}.items() if value > 0.0001}
+        if problem or grad_problem:
+            raise Mismatch(f"call {call} ({tokens} tokens): {problem or grad_problem}")
+        over = {name: value for name, value in {'output': record['rel_error'], **grad_errors}.items() if value > 0.0001}
         if over:
             name, value = max(over.items(), key=lambda item: item[1])
-            return ('mismatch', {'type': 'Mismatch', 'phase': f'call {call}', 'message': f'call {call} ({tokens} tokens): max relative error of {name} {value:.3g} > tolerance {0.0001:g}'})
-    return "pass", None
+            raise Mismatch(f'call {call} ({tokens} tokens): max relative error of {name} {value:.3g} > tolerance 0.0001')
+def max_rel_error(calls: list[dict[str, Any]]) -> float | None:
+    errors = [c[key] for c in calls for key in ("rel_error", "grad_rel_error") if c.get(key) is not None]
+    return max(errors, default=None)
 _OP = "harness_probe::visible_identity"
 @functools.lru_cache(maxsize=None)
 def custom_ops_visible_when_compiled() -> bool:
@@ -368,7 +381,7 @@ def dispatch_proof(subject, ops: list[str], signals: dict[str, Any] | None = Non
 def degradations(signals: dict[str, Any]) -> list[str]:
     found = []
     if signals.get('recompiles', 0) > 1:
-        found.append(f"recompile_storm: {signals['recompiles']} recompiles > {1}")
+        found.append(f"recompile_storm: {signals['recompiles']} recompiles > 1")
     return found
 def run_training_cell() -> dict[str, Any]:
     device, dtype = (torch.device('cpu'), torch.float32)
@@ -382,7 +395,8 @@ def run_training_cell() -> dict[str, Any]:
     except Exception as exc:
         return {"status": "runtime_error", "error": error_record(exc, "setup"), "signals": signals}
     with collector, torch.enable_grad():
-        status, error = _train_all(subject, reference, compiled, device, dtype, signals)
+        status, error = call_outcome(lambda: _train_all(subject, reference, compiled, device, dtype, signals), signals['calls'], True)
+        signals["max_rel_error"] = max_rel_error(signals["calls"])
         if status == "pass":
             try:
                 signals['ops'], signals['profiled_events'] = collector.profile(lambda: _step(subject, compiled, device, dtype, 0))

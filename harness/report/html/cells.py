@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.config.matrix import CUDAGRAPH_MODES
 from harness.report.html.select import keyword_expression
-from harness.results.merge import is_flaky
+from harness.results.merge import flaky_outcomes, is_flaky
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def cause_key(cell: dict[str, Any]) -> tuple:
     error = cell.get("error") or {}
     cat = category(cell)
     if cat == "flaky":
-        statuses = "/".join(sorted({o["status"] for o in cell.get("flaky") or []})) or cell["status"]
+        statuses = "/".join(sorted({o["status"] for o in flaky_outcomes(cell)}))
         return (cat, statuses, "", "", "", "")
     reason = (cell.get("expected") or {}).get("reason") if cat != "regression" else cell.get("verdict_reason")
     return (cat, cell["status"], error.get("type") or "", normalise(error.get("message"))[:300],

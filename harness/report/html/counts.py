@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report.html.text import esc
-from harness.results.merge import is_flaky
 from harness.results.verdict import Status
 
 _FAILING = tuple(s.value for s in Status if s not in (Status.PASS, Status.SKIPPED))
@@ -22,7 +21,7 @@ def count_row(cells: list[dict[str, Any]], not_run: int) -> dict[str, int]:
         row[status] = row.get(status, 0) + 1
         row["failed"] += status != "pass"
         row["degraded"] += status == "pass" and bool((cell.get("signals") or {}).get("degraded"))
-        verdict = "flaky" if is_flaky(cell) else cell.get("verdict")
+        verdict = cell.get("verdict")
         row[verdict] = row.get(verdict, 0) + 1
     return row
 

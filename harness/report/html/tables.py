@@ -8,6 +8,7 @@ from harness.report.docs_table import DocsTable
 from harness.report.claims import Check
 from harness.report.html.cells import BY_NAME, anchor, category, repro_script_command, where_text
 from harness.report.html.text import esc, inline
+from harness.results.merge import flaky_outcomes, is_flaky
 from harness.results.observations import Env
 from harness.report.markdown import HEADER
 
@@ -66,7 +67,7 @@ def cell_details(observations: list[tuple[Env, dict[str, Any]]]) -> str:
                 body.append(f"<p>cause: {esc(error['cause'])}</p>")
             if error.get("detail"):
                 body.append(f"<pre>{esc(error['detail'])}</pre>")
-        for outcome in cell.get("flaky") or []:
+        for outcome in flaky_outcomes(cell) if is_flaky(cell) else ():
             body.append(f"<p>observed <b>{esc(outcome['status'])}</b> in <code>{esc(outcome['origin'])}</code>: "
                         f"{esc(outcome.get('message') or '')}</p>")
         body.append(f"<p>rerun this cell: <code>{esc(cell.get('repro', ''))}</code><br>standalone script: "
