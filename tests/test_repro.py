@@ -22,7 +22,8 @@ from tests.conftest import REPO_ROOT, fixture_backend, matrix_doc, run_harness, 
 MATRIX = str(REPO_ROOT / "matrix.yaml")
 FAILING_REFERENCE = "reference-eager-default-bfloat16-fullgraph-cpu-decode"
 # Issue 17 aimed under 150 lines; running the harness's own call loop (issue 16) instead of a template of it
-# costs about 12 (the loop, Mismatch, the record printing): 164 with the observed line.
+# costs about 12 (the loop, Mismatch, the record printing), and torch's recompile logs one: 165 with the
+# observed line.
 MAX_REFERENCE_LINES = 170
 
 
@@ -252,6 +253,29 @@ def test_transformers_eager_fullgraph_failure_reproduces(tmp_path):
     first = run.stdout.splitlines()[0]  # what a bug report needs: versions and which transformers ran
     assert f"transformers {transformers.__version__} ({os.path.dirname(transformers.__file__)})" in first
     assert first.startswith("Python ") and "GPU: " in first
+
+
+@pytest.mark.slow
+def test_transformers_degraded_pass_reproduces(tmp_path):
+    """A recompile storm is a degraded pass in the harness; the script collects the same signals and says so."""
+    from harness.measure.cell_run import run_cell
+    from harness.measure.signals import enable_logs
+
+    matrix = _matrix()
+    cell = _cell(matrix, "transformers-eager-default-float32-breaks-allowed-cpu-decode")
+    enable_logs()  # as every executor does before its first cell
+    outcome = run_cell(cell_spec(matrix, cell))
+    assert outcome["status"] == "pass" and outcome["signals"]["degraded"], outcome["signals"].get("degraded")
+    out = tmp_path / "repro.py"
+    out.write_text(script(matrix, cell, observed=outcome))
+    text = out.read_text()
+    assert "class SignalCollector" in text and "enable_logs()" in text  # the harness's collector, not a stand-in
+    assert "; degraded: recompile_storm" in text.split('"""')[1]  # the header says what the harness saw
+    run = _standalone(out, tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr[-3000:]
+    observed = next(line for line in run.stdout.splitlines() if line.startswith("observed: "))
+    assert observed.startswith("observed: pass; degraded: recompile_storm: ") and "> 1" in observed
+    assert "a clean pass: at most 1 recompiles" in run.stdout and "did not reproduce" not in run.stdout
 
 
 @pytest.mark.slow

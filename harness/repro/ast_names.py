@@ -103,6 +103,8 @@ def _def_name(node: ast.stmt) -> str | None:
 
 def _free_names(node: ast.stmt) -> list[str]:
     """Names `node` reads and does not bind itself (annotations left out: the script postpones them)."""
+    if isinstance(node, ast.ClassDef):
+        return _class_free_names(node)
     bound: set[str] = set()
     loads: list[str] = []
     methods = {id(m) for c in ast.walk(node) if isinstance(c, ast.ClassDef) for m in c.body}  # not in scope
@@ -136,6 +138,29 @@ def _free_names(node: ast.stmt) -> list[str]:
             seen.add(name)
             out.append(name)
     return out
+
+
+def _class_free_names(node: ast.ClassDef) -> list[str]:
+    """A class's free names, scope by scope: each method sees the module, not the names the class body or its other
+    methods bind (a method's local `counters` must not hide the `counters` another method imports)."""
+    names: list[str] = []
+    for part in [*node.bases, *(k.value for k in node.keywords), *node.decorator_list]:
+        names += _free_names(ast.Expr(part))
+    class_bound: set[str] = set()
+    for stmt in node.body:
+        free = _free_names(stmt)
+        names += free if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) else \
+            [name for name in free if name not in class_bound]
+        class_bound.update(_target_names_of(stmt))
+    return [name for name in dict.fromkeys(names) if name != node.name]
+
+
+def _target_names_of(stmt: ast.stmt) -> list[str]:
+    """The names a class-body statement binds."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [stmt.name]
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+    return [n.id for t in targets if t is not None for n in ast.walk(t) if isinstance(n, ast.Name)]
 
 
 def _comment(text: str, width: int = 116) -> list[str]:

@@ -14,17 +14,21 @@ routing shape and oracle branch; `spec[...]` replaced by the cell's values):
 - reference and user inference cells, the ones a torch bug report is made of, keep to the essentials:
   `main` runs harness/measure/cell_run.py's `_call_all` (the calls, the oracle, the tolerance) with a stand-in
   for `timed_call` that keeps the call's record but not its time, and no steady-state or profiled calls; a
-  failing call raises with Python's own traceback.
+  failing call raises with Python's own traceback. They collect no signals: compiled ones turn on torch's own
+  recompile and graph-break logs instead, and their pass line says so.
 
 Written for the script: `main`, which prints the versions (Python, OS, torch, transformers, GPU) and the
 observed vs expected outcome, and stand-ins for the harness's machinery: `error_record` prints the
-traceback, `SignalCollector` collects no graph breaks or recompiles (its profiled call is the harness's).
+traceback, `portable_text` leaves paths as they are. Transformers scripts collect the signals as the harness
+does (its SignalCollector: graph breaks, recompiles, CUDA-graph skips, the profiled call), so a degraded pass
+(a recompile storm, CUDA graphs not used) reproduces: exit 1 with `degraded: ...` on the observed line.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from harness.config.vocabulary import CUDAGRAPH_MODES
 from harness.repro.source import Script
 from harness.repro.facts import Facts
 
@@ -53,22 +57,12 @@ def error_record(exc, phase):  # stand-in for the harness's: print the traceback
             "message": (str(exc).strip().splitlines() or [""])[0], "phase": phase}
 '''
 
-# harness/measure/signals.py's SignalCollector without the signals; `profile` is grafted on from the real one.
-SIGNAL_COLLECTOR = '''
-class SignalCollector:  # stand-in for the harness's: no graph breaks or recompiles, only the profiled call
-    def __init__(self, cell):
-        self.cell = cell
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return None
-
-    def result(self):
-        return {}
+# harness/portable.py rewrites paths so that committed results compare across machines; a script prints the paths
+# of the machine it runs on.
+PORTABLE_TEXT = '''
+def portable_text(text):  # stand-in for the harness's: paths as this machine has them
+    return text
 '''
-GRAFT = {"SignalCollector": ("harness.measure.signals", ("profile",))}
 
 # The outcome the harness's cell function returns, printed: per call, then observed vs expected.
 REPORT = '''
@@ -77,13 +71,13 @@ def report(spec, outcome):
         errors = {k.replace("_", " "): record[k] for k in ("rel_error", "grad_rel_error") if k in record}
         print(f"call {call} ({record['tokens']} tokens):", "raised" if record.get("error") else ", ".join(
             f"{k} {'n/a' if v is None else format(v, '.3g')}" for k, v in errors.items()))GRADIENTS
-    error = outcome["error"]
+    error, degraded = outcome["error"], outcome["signals"].get("degraded") or []
     print(f"observed: {outcome['status']}" + (f" in {error['phase']}: {error['type']}: {error['message']}"
-                                              if error else ""))
+                                              if error else "") + "".join(f"; degraded: {d}" for d in degraded))
     print(EXPECTED_LINE)
-    if outcome["status"] == "pass":
+    if outcome["status"] == "pass" and not degraded:
         print("did not reproduce: everything passed")
-    return int(outcome["status"] != "pass")
+    return int(outcome["status"] != "pass" or bool(degraded))
 '''
 _GRADIENTS = '''
     for name, value in outcome["signals"].get("grad_errors", {}).items():
@@ -96,6 +90,7 @@ if __name__ == "__main__":
 TRANSFORMERS_MAIN = '''
 def main(spec):
     print(versions(), flush=True)  # before any traceback
+    enable_logs()  # the recompile and CUDA-graph logs SignalCollector reads, on as in the harness's executors
     return report(spec, RUNNER(spec))
 '''
 
@@ -127,7 +122,7 @@ def main(spec):
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}\\nEXPECTED_TEXT", flush=True)
     device, dtype = torch.device(spec["cell"]["device"]), getattr(torch, spec["cell"]["dtype"])
     torch.manual_seed(spec["seed"])''' + _OWN_SUBJECT + '''
-    compiled, calls = compile_forward(spec, subject), []
+    compiled, calls = compile_forward(spec, subject), []TORCH_LOGS_LINE
     try:
         with torch.no_grad():  # as generate() runs
             _call_all(spec, subject, compiled, device, dtype, calls)
@@ -135,7 +130,7 @@ def main(spec):
         for call, record in enumerate(calls):  # the records _call_all kept
             print(f"call {call} ({record['tokens']} tokens):", "failed" if record.get("rel_error") is None else
                   f"max relative error {record['rel_error']:.3g}")
-    print("observed: pass (did not reproduce: every call passed)")
+    print("observed: pass (did not reproduce: every call passedPASS_NOTE)")
 if __name__ == "__main__":
     try:
         main()
@@ -144,6 +139,10 @@ if __name__ == "__main__":
         print(f"observed: {what}: {str(exc).strip().splitlines()[0]}", flush=True)
         raise
 '''
+
+_LOGS = '''
+    torch._logging.set_logs(recompiles=True, graph_breaks=True)  # torch prints each one, with its reason'''
+_PASS_NOTE = "; recompiles and graph breaks, if any, are logged above"
 
 # harness/measure/steps.py's timed_call without the timing: the call's record, which the script prints.
 TIMED_CALL = '''
@@ -159,14 +158,15 @@ def kernel_script(spec: dict[str, Any]) -> Script:
     cell = spec["cell"]
     training, transformers = cell["phase"] == "training", cell["source"] == "transformers"
     script = Script(facts(spec), verbatim=UNDER_TEST, drop_members={"Experts": ("forward", "extra_repr")},
-                    select={"FAMILIES": (cell["layout"],)}, drop_calls={"check_imported_source"}, graft=GRAFT)
+                    select={"FAMILIES": (cell["layout"],)}, drop_calls={"check_imported_source"})
     if transformers:
         for name in ("os", "platform", "sys", "torch", "traceback", "transformers"):
             script.add_import(name)
-        script.glue(TF_VERSIONS + ERROR_RECORD + SIGNAL_COLLECTOR, "harness.repro.kernel", "harness.measure.signals")
+        script.glue(TF_VERSIONS + ERROR_RECORD + PORTABLE_TEXT, "harness.repro.kernel")
         runner, home = ("run_training_cell", "harness.measure.training") if training else \
             ("_run_kernel_cell", "harness.measure.cell_run")
-        script.glue(report_text(spec) + TRANSFORMERS_MAIN.replace("RUNNER", runner) + MAIN_GUARD, home)
+        script.glue(report_text(spec) + TRANSFORMERS_MAIN.replace("RUNNER", runner) + MAIN_GUARD, home,
+                    "harness.measure.signals")
         return script
     function = _own_backend(script, spec)
     replace = {"BACKEND": function, "DENSE": repr(_dense_routing(spec))}
@@ -174,14 +174,18 @@ def kernel_script(spec: dict[str, Any]) -> Script:
         for name in ("copy", "platform", "sys", "torch", "traceback", "types"):
             script.add_import(name)
         script.glue(VERSIONS + ERROR_RECORD, "harness.repro.kernel")
-        main = report_text(spec) + _fill(OWN_TRAINING_MAIN, replace) + MAIN_GUARD
+        main = report_text(spec, signals=False) + _fill(OWN_TRAINING_MAIN, replace) + MAIN_GUARD
         script.glue(main, "harness.measure.training", "backends.experts")
     else:
         for name in ("contextlib", "platform", "torch", "types"):
             script.add_import(name)
         script.glue(TIMED_CALL, "harness.repro.kernel")
         expected = f"expected: pass ({expected_text(spec)})".replace("{", "{{").replace("}", "}}").replace('"', "'")
-        main = _fill(OWN_INFERENCE_MAIN, {**replace, "EXPECTED_TEXT": expected})
+        # Signals are not collected here (the script stays short); torch logs its recompiles and graph breaks.
+        compiled = cell["mode"] != "uncompiled"
+        main = _fill(OWN_INFERENCE_MAIN, {**replace, "EXPECTED_TEXT": expected,
+                                          "TORCH_LOGS_LINE": _LOGS if compiled else "",
+                                          "PASS_NOTE": _PASS_NOTE if compiled else ""})
         script.glue(main, "harness.measure.cell_run", "backends.experts", "backends.oracle")
     return script
 
@@ -192,10 +196,22 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def report_text(spec: dict[str, Any]) -> str:
-    """`report()` for this cell: its expected outcome in words, gradients for training cells."""
-    return _fill(REPORT, {"EXPECTED_LINE": repr(f"expected: pass ({expected_text(spec)})"),
+def report_text(spec: dict[str, Any], signals: bool = True) -> str:
+    """`report()` for this cell: its expected outcome in words (with what a clean pass is, when the script collects
+    the signals that say so), gradients for training cells."""
+    expected = expected_text(spec) + (clean_pass_text(spec) if signals else "")
+    return _fill(REPORT, {"EXPECTED_LINE": repr(f"expected: pass ({expected})"),
                           "GRADIENTS": _GRADIENTS if spec["cell"]["phase"] == "training" else ""})
+
+
+def clean_pass_text(spec: dict[str, Any]) -> str:
+    """What harness/measure/steps.py's `degradations` asks of a compiled pass, in words ("" uncompiled)."""
+    cell = spec["cell"]
+    if cell["mode"] == "uncompiled":
+        return ""
+    graphs = ", every compiled graph run as a CUDA graph" if cell["mode"] in CUDAGRAPH_MODES and \
+        cell["device"] == "cuda" else ""
+    return f"; a clean pass: at most {spec['max_recompiles']} recompiles{graphs}"
 
 
 def expected_text(spec: dict[str, Any]) -> str:

@@ -51,6 +51,7 @@ def header(cell: Cell, spec: dict[str, Any], observed: dict[str, Any] | None, en
     if observed:
         error = observed.get("error") or {}
         seen = observed["status"] + (f": {error.get('type')}: {error.get('message')}" if error else "")
+        seen += "".join(f"; degraded: {d}" for d in (observed.get("signals") or {}).get("degraded") or [])
         lines.append(_first(f"Observed by the harness{f' ({env_label})' if env_label else ''}: {seen}"))
     if cell.source == "transformers":
         needs = "torch and transformers; PYTHONPATH=CHECKOUT/src tests a checkout"

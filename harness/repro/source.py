@@ -58,7 +58,6 @@ class Script:
     drop_members: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class -> methods left out
     select: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # module-level dict -> keys kept
     drop_calls: set[str] = field(default_factory=set)  # functions whose calls the script leaves out
-    graft: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # stand-in class -> real methods
     defs: dict[str, _Def] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     import_lines: dict[tuple[str, str | None], str] = field(default_factory=dict)  # (module, name) -> bound name
@@ -85,10 +84,6 @@ class Script:
             if _def_name(node):
                 self._glue[_def_name(node)] = node
         for node in tree.body:
-            if isinstance(node, ast.ClassDef) and node.name in self.graft:
-                home, methods = self.graft[node.name]
-                real = self._module(home).defs[node.name]
-                node.body += [s for s in real.body if isinstance(s, ast.FunctionDef) and s.name in methods]
             specialiser = self._specialiser(*contexts)
             new = self._specialise_node(node, specialiser, self._module(contexts[0]))
             hoisted = _hoisted_imports(specialiser, contexts[0])
